@@ -1,0 +1,297 @@
+/* tape.c — the Wengert list.  Every op appends one entry in execution order,
+ * which is a topological order, so the reverse sweep is a plain backwards
+ * loop: no recursion, no graph search, any length.  BPTT is this same sweep
+ * over an unrolled tape; nothing here knows about time. */
+#include "tg_internal.h"
+#include <math.h>
+
+tg_tape *tg_tape_new(tg_ctx *ctx)
+{
+    if (!ctx) return NULL;
+    tg_tape *tp = tg_alloc(ctx, sizeof *tp);
+    if (!tp) return NULL;
+    memset(tp, 0, sizeof *tp);
+    tp->ctx = ctx;
+    tg_arena_init(&tp->arena, ctx);
+    return tp;
+}
+
+void tg_tape_free(tg_tape *tp)
+{
+    if (!tp) return;
+    tg_arena_release(&tp->arena);
+    tg_free(tp->ctx, tp->nodes, (size_t)tp->cap * sizeof *tp->nodes);
+    tg_free(tp->ctx, tp, sizeof *tp);
+}
+
+void tg_tape_reset(tg_tape *tp)
+{
+    tp->n = 0;
+    tg_arena_reset(&tp->arena);
+}
+
+tg_ctx *tg_tape_ctx(tg_tape *tp) { return tp->ctx; }
+int tg_tape_length(const tg_tape *tp) { return tp->n; }
+tg_tensor *tg_tape_at(tg_tape *tp, int i) { return i >= 0 && i < tp->n ? tp->nodes[i] : NULL; }
+size_t tg_tape_bytes(const tg_tape *tp)
+{
+    return tp->arena.reserved + (size_t)tp->cap * sizeof *tp->nodes;
+}
+void tg_tape_detect_anomaly(tg_tape *tp, int on) { tp->detect_anomaly = on != 0; }
+
+/* ---- tensor views ---------------------------------------------------------- */
+int tg_rows(const tg_tensor *t) { return t->rows; }
+int tg_cols(const tg_tensor *t) { return t->cols; }
+int tg_ndim(const tg_tensor *t) { return t->ndim; }
+size_t tg_size(const tg_tensor *t) { return tg_numel(t); }
+tg_real *tg_data(tg_tensor *t) { return t->val; }
+tg_real *tg_grad(tg_tensor *t) { return t->grad; }
+int tg_tensor_arity(const tg_tensor *t) { return t->n_in; }
+tg_tensor *tg_tensor_input(tg_tensor *t, int i) { return i >= 0 && i < t->n_in ? t->in[i] : NULL; }
+int tg_tensor_index(const tg_tensor *t) { return t->index; }
+double tg_attr(const tg_tensor *t, int i) { return i >= 0 && i < TG_MAX_ATTRS ? t->attr[i] : 0.0; }
+double tg_item(tg_tensor *t) { return (double)t->val[0]; }
+
+const char *tg_tensor_op(const tg_tensor *t)
+{
+    if (t->op) return t->op->def.name;
+    return t->kind == TG_KIND_PARAM ? "param" : "input";
+}
+
+void tg_tensor_set_label(tg_tensor *t, const char *label, int step)
+{
+    t->label = label;
+    t->step = step;
+}
+
+void tg_tensor_set_source(tg_tensor *t, const char *file, int line, int column)
+{
+    t->file = file;
+    t->line = line;
+    t->column = column;
+}
+
+const char *tg_tensor_label(const tg_tensor *t, int *step)
+{
+    if (step) *step = t->step;
+    return t->label;
+}
+
+/* ---- recording ------------------------------------------------------------- */
+static tg_status push(tg_tape *tp, tg_tensor *t)
+{
+    if (tp->n == tp->cap) {
+        int cap = tp->cap ? tp->cap * 2 : 256;
+        tg_tensor **nodes = tg_realloc(tp->ctx, tp->nodes, (size_t)tp->cap * sizeof *nodes,
+                                       (size_t)cap * sizeof *nodes);
+        if (!nodes) return TG_ERR_NOMEM;
+        tp->nodes = nodes;
+        tp->cap = cap;
+    }
+    t->index = tp->n;
+    tp->nodes[tp->n++] = t;
+    return TG_OK;
+}
+
+static tg_tensor *new_entry(tg_tape *tp, int rows, int cols, int ndim, int n_in)
+{
+    size_t n = (size_t)rows * (size_t)cols;
+    tg_tensor *t = tg_arena_alloc(&tp->arena, sizeof *t + (size_t)n_in * sizeof(tg_tensor *));
+    if (!t) return NULL;
+    tg_real *val = tg_arena_alloc(&tp->arena, n * sizeof(tg_real));
+    if (!val) return NULL;
+    memset(t, 0, sizeof *t);
+    t->val = val;
+    t->in = (tg_tensor **)(t + 1);
+    t->n_in = n_in;
+    t->rows = rows;
+    t->cols = cols;
+    t->ndim = (signed char)ndim;
+    t->step = -1;
+    return t;
+}
+
+/* Largest tensor a tape accepts: keeps rows*cols*sizeof well inside size_t
+ * and a mistyped dimension from asking the allocator for terabytes. */
+#define TG_MAX_ELEMS ((size_t)1 << 31)
+
+static int finite_all(const tg_real *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return 0;
+    return 1;
+}
+
+static void describe(const tg_tensor *t, char *buf, size_t len)
+{
+    char sh[32];
+    int k = snprintf(buf, len, "entry %d (%s %s", t->index, tg_tensor_op(t),
+                     tg_shape_str(sh, t->rows, t->cols, t->ndim));
+    if (k < 0 || (size_t)k >= len) return;
+    if (t->label) {
+        int k2 = t->step >= 0 ? snprintf(buf + k, len - k, " '%s[t=%d]'", t->label, t->step)
+                              : snprintf(buf + k, len - k, " '%s'", t->label);
+        if (k2 < 0 || (size_t)(k += k2) >= len) return;
+    }
+    if (t->file) snprintf(buf + k, len - k, " at %s:%d:%d)", t->file, t->line, t->column);
+    else snprintf(buf + k, len - k, ")");
+}
+
+tg_tensor *tg_input(tg_tape *tp, int rows, int cols, const tg_real *data, int requires_grad)
+{
+    if (!tp) return NULL;
+    int ndim = cols == 0 ? 1 : 2;
+    if (cols == 0) cols = 1;
+    if (rows < 1 || cols < 1 || (size_t)rows * (size_t)cols > TG_MAX_ELEMS) {
+        tg_error(tp->ctx, TG_ERR_ARG, "input: bad shape [%d, %d]", rows, cols);
+        return NULL;
+    }
+    tg_tensor *t = new_entry(tp, rows, cols, ndim, 0);
+    if (!t) return NULL;
+    size_t n = tg_numel(t);
+    if (data) memcpy(t->val, data, n * sizeof(tg_real));
+    else memset(t->val, 0, n * sizeof(tg_real));
+    t->kind = TG_KIND_INPUT;
+    t->requires_grad = requires_grad != 0;
+    if (push(tp, t)) return NULL;
+    if (tp->detect_anomaly && !finite_all(t->val, n)) {
+        tg_error(tp->ctx, TG_ERR_NONFINITE, "non-finite value in input entry %d", t->index);
+        return NULL;
+    }
+    return t;
+}
+
+tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
+                     int n_attrs, const double *attrs)
+{
+    tg_ctx *ctx = tp->ctx;
+    const tg_builtin_op *d = &op->def;
+    char err[256], sh[32];
+    if (tg_op_check_args(ctx, d, n, n_attrs)) return NULL;
+    int shapes_small[8][2];
+    int (*shapes)[2] = shapes_small;
+    if (n > 8) {
+        shapes = tg_arena_alloc(&tp->arena, (size_t)n * sizeof *shapes);
+        if (!shapes) return NULL;
+    }
+    int all_1d = 1, needs_grad = 0;
+    for (int i = 0; i < n; i++) {
+        if (!in[i]) return NULL; /* chained failure: keep the first message */
+        shapes[i][0] = in[i]->rows;
+        shapes[i][1] = in[i]->cols;
+        all_1d &= in[i]->ndim == 1;
+        needs_grad |= in[i]->requires_grad;
+    }
+    double a[TG_MAX_ATTRS] = {0};
+    for (int i = 0; i < n_attrs; i++) a[i] = attrs[i];
+    int out[2] = {0, 0};
+    err[0] = 0;
+    if (d->shape(n, (const int (*)[2])shapes, a, out, err, sizeof err) != 0) {
+        tg_error(ctx, TG_ERR_SHAPE, "%s: %s", d->name, err[0] ? err : "shapes do not fit");
+        return NULL;
+    }
+    if (out[0] < 1 || out[1] < 1 || (size_t)out[0] * (size_t)out[1] > TG_MAX_ELEMS) {
+        tg_error(ctx, TG_ERR_SHAPE, "%s: output shape %s is empty or too large", d->name,
+                 tg_shape_str(sh, out[0], out[1], 2));
+        return NULL;
+    }
+    tg_tensor *t = new_entry(tp, out[0], out[1], all_1d && out[1] == 1 ? 1 : 2, n);
+    if (!t) return NULL;
+    t->op = op;
+    for (int i = 0; i < n; i++) t->in[i] = in[i];
+    memcpy(t->attr, a, sizeof a);
+    t->kind = TG_KIND_NODE;
+    t->requires_grad = d->differentiable && needs_grad;
+    if (d->scratch) {
+        size_t s = d->scratch(t);
+        if (s && !(t->scratch = tg_arena_alloc(&tp->arena, s * sizeof(tg_real)))) return NULL;
+    }
+    if (push(tp, t)) return NULL;
+    d->forward(t);
+    if (tp->detect_anomaly && !finite_all(t->val, tg_numel(t))) {
+        describe(t, err, sizeof err);
+        tg_error(ctx, TG_ERR_NONFINITE, "non-finite value computed by %s", err);
+        return NULL;
+    }
+    return t;
+}
+
+tg_tensor *tg_apply(tg_tape *tp, const char *name, int n, tg_tensor *const *in, int n_attrs,
+                    const double *attrs)
+{
+    if (!tp) return NULL;
+    if (!name) {
+        tg_error(tp->ctx, TG_ERR_ARG, "tg_apply: op name is NULL");
+        return NULL;
+    }
+    const tg_op *op = tg_op_lookup(tp->ctx, name);
+    if (!op) {
+        tg_error(tp->ctx, TG_ERR_NOTFOUND, "unknown op '%s'", name);
+        return NULL;
+    }
+    if (n < 0 || (n > 0 && !in) || (n_attrs > 0 && !attrs)) {
+        tg_error(tp->ctx, TG_ERR_ARG, "%s: bad input or attribute list", name);
+        return NULL;
+    }
+    return tg_record(tp, op, n, in, n_attrs, attrs);
+}
+
+/* ---- the reverse sweep -------------------------------------------------------- */
+tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
+{
+    if (!tp) return TG_ERR_ARG;
+    tg_ctx *ctx = tp->ctx;
+    if (!loss) return tg_error(ctx, TG_ERR_ARG, "backward: loss is NULL");
+    if (loss->index < 0 || loss->index >= tp->n || tp->nodes[loss->index] != loss)
+        return tg_error(ctx, TG_ERR_ARG, "backward: the loss is not an entry of this tape");
+    if (tg_numel(loss) != 1) {
+        char sh[32];
+        return tg_error(ctx, TG_ERR_SHAPE, "backward: the loss must be 1x1, not %s",
+                        tg_shape_str(sh, loss->rows, loss->cols, loss->ndim));
+    }
+    if (!isfinite(loss->val[0]))
+        return tg_error(ctx, TG_ERR_NONFINITE, "backward: the loss is %g", (double)loss->val[0]);
+
+    /* Gradients exist only for entries that need one and lie on a path to the
+     * loss; they are zeroed here, not at record time, so forward-only use of a
+     * tape pays nothing for them. */
+    int last = loss->index;
+    for (int i = 0; i <= last; i++) tp->nodes[i]->reached = 0;
+    loss->reached = 1;
+    for (int i = last; i >= 0; i--) {
+        tg_tensor *t = tp->nodes[i];
+        if (!t->reached || !t->requires_grad) continue;
+        for (int k = 0; k < t->n_in; k++) t->in[k]->reached = 1;
+    }
+    for (int i = 0; i <= last; i++) {
+        tg_tensor *t = tp->nodes[i];
+        if (!t->reached || !t->requires_grad) {
+            if (t->kind != TG_KIND_PARAM) t->grad = NULL;
+            continue;
+        }
+        size_t n = tg_numel(t);
+        if (!t->grad && !(t->grad = tg_arena_alloc(&tp->arena, n * sizeof(tg_real))))
+            return TG_ERR_NOMEM;
+        memset(t->grad, 0, n * sizeof(tg_real));
+    }
+    if (!loss->requires_grad) return TG_OK; /* nothing upstream needs a gradient */
+    loss->grad[0] = 1;
+
+    char where[256];
+    for (int i = last; i >= 0; i--) {
+        tg_tensor *t = tp->nodes[i];
+        if (!t->grad || !t->op) continue;
+        t->op->def.backward(t);
+        if (tp->detect_anomaly) {
+            for (int k = 0; k < t->n_in; k++) {
+                tg_tensor *x = t->in[k];
+                if (x->grad && !finite_all(x->grad, tg_numel(x))) {
+                    describe(t, where, sizeof where);
+                    return tg_error(ctx, TG_ERR_NONFINITE,
+                                    "non-finite gradient flowing into input %d of %s", k, where);
+                }
+            }
+        }
+    }
+    return TG_OK;
+}

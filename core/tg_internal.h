@@ -1,0 +1,200 @@
+/* tg_internal.h — what the core, the ops, the model loader and the tests share
+ * but an embedding program must not see: the tensor and op structs, the arena,
+ * the error and allocation helpers. */
+#ifndef TG_INTERNAL_H
+#define TG_INTERNAL_H
+
+#include "tapegrad.h"
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* uthash allocates through the context's allocator and reports running out of
+ * memory instead of exiting: every function that adds to a hash declares
+ * `tg_ctx *tg_hash_ctx` and `int tg_hash_oom`. */
+#define HASH_NONFATAL_OOM 1
+#define uthash_malloc(sz) tg_alloc(tg_hash_ctx, (sz))
+#define uthash_free(p, sz) tg_free(tg_hash_ctx, (p), (sz))
+#define uthash_nonfatal_oom(e) (tg_hash_oom = 1)
+#include <uthash.h>
+
+#define TG_MAX_ATTRS 4
+#define TG_ERRMSG_LEN 1024
+#define TG_ALIGN 64 /* cache line; also what AVX-512 loads like */
+
+/* An always-on invariant check: a broken invariant is our bug, not the
+ * caller's, so it prints where and stops. */
+#define TG_ASSERT(cond)                                                        \
+    do {                                                                       \
+        if (!(cond)) tg_assert_fail(#cond, __FILE__, __LINE__);                \
+    } while (0)
+void tg_assert_fail(const char *what, const char *file, int line)
+    __attribute__((noreturn));
+
+#ifdef TG_REAL_DOUBLE
+#define TG_REAL_NAME "double"
+#else
+#define TG_REAL_NAME "float"
+#endif
+
+/* ---- arena: bump allocation in chunks that a reset keeps ---------------- */
+typedef struct tg_chunk {
+    struct tg_chunk *next;
+    size_t size, used;
+    /* data follows, TG_ALIGN-aligned */
+} tg_chunk;
+
+typedef struct tg_arena {
+    tg_ctx *ctx;
+    tg_chunk *head, *cur; /* cur: the chunk being filled */
+    size_t reserved;      /* bytes held in all chunks */
+} tg_arena;
+
+void tg_arena_init(tg_arena *a, tg_ctx *ctx);
+void *tg_arena_alloc(tg_arena *a, size_t bytes); /* NULL + error on OOM */
+void tg_arena_reset(tg_arena *a);
+void tg_arena_release(tg_arena *a);
+
+/* ---- ops ------------------------------------------------------------------ */
+typedef int (*tg_shape_fn)(int n, const int (*in)[2], const double *attrs,
+                           int out[2], char *err, size_t err_len);
+typedef void (*tg_kernel_fn)(tg_tensor *out);
+
+/* How the op-table test exercises an op: random inputs of these shapes,
+ * values drawn from [lo, hi] but never within `kink` of a point where the op
+ * is not differentiable. */
+#define TG_TEST_MAX_IN 4
+#define TG_TEST_MAX_CASES 4
+typedef struct tg_op_test_case {
+    int n_in;
+    int shape[TG_TEST_MAX_IN][2];
+    double attrs[TG_MAX_ATTRS];
+} tg_op_test_case;
+
+typedef struct tg_op_test {
+    int n_cases;
+    tg_op_test_case cases[TG_TEST_MAX_CASES];
+    double lo, hi;   /* input range; both 0 means [-1, 1] */
+    double kink;     /* distance kept from kink_at */
+    double kink_at;
+    double tol;      /* scaled error allowed in float32; double uses tol/1e3 */
+} tg_op_test;
+
+/* A built-in op, defined in one file under ops/ and listed in ops/ops.def. */
+typedef struct tg_builtin_op {
+    const char *name;
+    int arity;        /* -1: any number >= 1 */
+    int n_attrs;
+    bool differentiable; /* false: the output never needs a gradient */
+    tg_shape_fn shape;
+    tg_kernel_fn forward, backward;
+    /* scratch (in tg_real) the op keeps between forward and backward */
+    size_t (*scratch)(const tg_tensor *out);
+    tg_op_test test;
+} tg_builtin_op;
+
+typedef enum tg_op_id {
+#define TG_OP(ID, name) TG_OP_##ID,
+#include "ops.def"
+#undef TG_OP
+    TG_OP_BUILTIN_COUNT
+} tg_op_id;
+
+#define TG_OP(ID, name) extern const tg_builtin_op tg_op_##name;
+#include "ops.def"
+#undef TG_OP
+
+/* An entry in a context's op table: a built-in or a registered op. */
+typedef struct tg_op {
+    tg_builtin_op def;
+    char *name_owned;   /* registered ops own their name */
+    int id;             /* position in the table */
+    UT_hash_handle hh;  /* by name */
+} tg_op;
+
+const tg_op *tg_op_lookup(const tg_ctx *ctx, const char *name);
+const tg_op *tg_op_by_id(const tg_ctx *ctx, int id);
+const tg_builtin_op *tg_builtin_at(int id);
+/* Arity and attribute count against the op's definition; sets the error. */
+tg_status tg_op_check_args(tg_ctx *ctx, const tg_builtin_op *d, int n, int n_attrs);
+
+/* ---- tensors ---------------------------------------------------------------- */
+enum { TG_KIND_NODE, TG_KIND_INPUT, TG_KIND_PARAM };
+
+struct tg_tensor {
+    tg_real *val;
+    tg_real *grad;          /* NULL until backward, or if no gradient needed */
+    tg_real *scratch;       /* op-owned scratch, on the tape's arena */
+    const tg_op *op;        /* NULL for leaves */
+    tg_tensor **in;         /* inputs, on the tape's arena */
+    int n_in;
+    int rows, cols;
+    signed char ndim;
+    unsigned char kind;
+    unsigned char requires_grad;
+    unsigned char reached;  /* on the path to the loss in the current sweep */
+    int index;              /* tape position; -1 for params */
+    double attr[TG_MAX_ATTRS];
+    const char *label;      /* borrowed */
+    int step;               /* time step for labels, -1 none */
+    const char *file;       /* borrowed: source of the equation */
+    int line, column;
+};
+
+static inline size_t tg_numel(const tg_tensor *t) { return (size_t)t->rows * (size_t)t->cols; }
+
+/* ---- context, tape, params ------------------------------------------------ */
+struct tg_ctx {
+    tg_allocator alloc;
+    tg_status status;
+    char errmsg[TG_ERRMSG_LEN];
+    uint64_t rng[4];
+    tg_op *ops;             /* uthash head, by name */
+    tg_op **op_list;        /* by id */
+    int n_ops, cap_ops;
+};
+
+struct tg_tape {
+    tg_ctx *ctx;
+    tg_arena arena;
+    tg_tensor **nodes;
+    int n, cap;
+    bool detect_anomaly;
+};
+
+typedef struct tg_param_entry {
+    char *name;
+    tg_tensor *t;
+    size_t offset;          /* into the contiguous buffers */
+} tg_param_entry;
+
+struct tg_params {
+    tg_ctx *ctx;
+    tg_param_entry *list;
+    int n, cap;
+    tg_real *values, *grads;
+    size_t total, cap_total;
+};
+
+/* ---- helpers ----------------------------------------------------------------- */
+void *tg_alloc(tg_ctx *ctx, size_t size);            /* NULL + TG_ERR_NOMEM */
+void *tg_realloc(tg_ctx *ctx, void *p, size_t old, size_t size);
+void tg_free(tg_ctx *ctx, void *p, size_t size);
+char *tg_strdup(tg_ctx *ctx, const char *s);
+void tg_strfree(tg_ctx *ctx, char *s);
+tg_status tg_error(tg_ctx *ctx, tg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+tg_status tg_verror(tg_ctx *ctx, tg_status s, const char *fmt, va_list ap);
+/* "[3, 4]" or "[3]" for error messages; buf needs 32 bytes */
+const char *tg_shape_str(char *buf, int rows, int cols, int ndim);
+
+/* Record one entry: checks shapes, allocates the value, runs forward. */
+tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
+                     int n_attrs, const double *attrs);
+
+/* Elementwise-broadcast helpers shared by the binary ops. */
+int tg_broadcast_shape(int n, const int (*in)[2], int out[2], const char *op,
+                       char *err, size_t err_len);
+
+#endif
