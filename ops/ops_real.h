@@ -1,0 +1,47 @@
+/* ops_real.h — what the op files share: libm calls at the precision of
+ * tg_real (expf in float, exp in double, never a silent double round trip)
+ * and the common shape-rule checks. */
+#ifndef TG_OPS_REAL_H
+#define TG_OPS_REAL_H
+
+#include "tg_internal.h"
+#include <math.h>
+#include <stdio.h>
+
+#ifdef TG_REAL_DOUBLE
+static inline tg_real real_exp(tg_real x) { return exp(x); }
+static inline tg_real real_log(tg_real x) { return log(x); }
+static inline tg_real real_tanh(tg_real x) { return tanh(x); }
+static inline tg_real real_abs(tg_real x) { return fabs(x); }
+#else
+static inline tg_real real_exp(tg_real x) { return expf(x); }
+static inline tg_real real_log(tg_real x) { return logf(x); }
+static inline tg_real real_tanh(tg_real x) { return tanhf(x); }
+static inline tg_real real_abs(tg_real x) { return fabsf(x); }
+#endif
+
+/* Every shape rule starts here: the core checks arity and sizes before it
+ * calls a rule, but rules are also reachable through tg_op_shape() by model
+ * checkers, so they re-check rather than trust. */
+static inline int ops_check_inputs(int n, int want, const int (*in)[2], char *err,
+                                   size_t err_len)
+{
+    if (want >= 0 ? n != want : n < 1) {
+        if (want >= 0) snprintf(err, err_len, "takes %d input%s, got %d", want, want == 1 ? "" : "s", n);
+        else snprintf(err, err_len, "takes at least 1 input, got %d", n);
+        return -1;
+    }
+    if (!in) {
+        snprintf(err, err_len, "no input shapes");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (in[i][0] < 1 || in[i][1] < 1) {
+            snprintf(err, err_len, "input %d has empty shape [%d, %d]", i, in[i][0], in[i][1]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+#endif

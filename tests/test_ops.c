@@ -1,0 +1,622 @@
+/* test_ops.c — the built-in ops: a gradient check of every op driven by the
+ * test spec in its table entry, forward values against numbers worked out by
+ * hand, gradient accumulation on fan-out, and the shape errors. */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include "tg_internal.h"
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#endif
+
+#ifdef TG_REAL_DOUBLE
+#define VAL_TOL 1e-12 /* relative error allowed in forward values */
+#define SPEC_TOL_DIV 1e3
+#else
+#define VAL_TOL 2e-6
+#define SPEC_TOL_DIV 1
+#endif
+
+static tg_ctx *ctx;
+static tg_tape *tp;
+
+static void setup(void)
+{
+    ctx = tg_ctx_new(NULL);
+    cr_assert(ctx);
+    tp = tg_tape_new(ctx);
+    cr_assert(tp);
+}
+
+/* Criterion ignores how a worker exits and what .fini asserts, so a leak
+ * report at exit would pass unnoticed: under ASan each test checks for leaks
+ * itself and crashes the test if there are any. */
+static void teardown(void)
+{
+    tg_tape_free(tp);
+    tg_ctx_free(ctx);
+#ifdef __SANITIZE_ADDRESS__
+    if (__lsan_do_recoverable_leak_check()) {
+        fprintf(stderr, "test_ops: memory leaked (report above)\n");
+        abort();
+    }
+#endif
+}
+
+TestSuite(ops, .init = setup, .fini = teardown);
+
+#define EXPECT_NEAR(got, want, what, ...)                                                          \
+    do {                                                                                           \
+        double g_ = (double)(got), w_ = (double)(want);                                            \
+        cr_expect(fabs(g_ - w_) <= VAL_TOL * fmax(1.0, fabs(w_)),                                  \
+                  what ": got %.9g, want %.9g", ##__VA_ARGS__, g_, w_);                            \
+    } while (0)
+
+/* Every element of t against want[], and t's shape. */
+static void expect_values(tg_tensor *t, int rows, int cols, const double *want, const char *what)
+{
+    cr_assert(t, "%s: NULL (%s)", what, tg_errmsg(ctx));
+    cr_assert_eq(tg_rows(t), rows, "%s: rows %d, want %d", what, tg_rows(t), rows);
+    cr_assert_eq(tg_cols(t), cols, "%s: cols %d, want %d", what, tg_cols(t), cols);
+    for (int i = 0; i < rows * cols; i++) EXPECT_NEAR(tg_data(t)[i], want[i], "%s[%d]", what, i);
+}
+
+static tg_tensor *input(int rows, int cols, const double *v)
+{
+    tg_real buf[64];
+    int n = rows * (cols ? cols : 1);
+    cr_assert(n <= 64);
+    for (int i = 0; v && i < n; i++) buf[i] = (tg_real)v[i];
+    tg_tensor *t = tg_input(tp, rows, cols, v ? buf : NULL, 0);
+    cr_assert(t, "tg_input: %s", tg_errmsg(ctx));
+    return t;
+}
+
+/* ---- 1. the op-table gradient check ------------------------------------- */
+
+typedef struct gc_case {
+    const char *op;
+    int n_in, n_attrs;
+    tg_tensor *in[TG_TEST_MAX_IN];
+    const double *attrs;
+    int rows, cols;  /* the op's output shape */
+    tg_real *weight; /* R: fixed upstream weights, so dL/dy is not all ones */
+} gc_case;
+
+/* loss = sum(op(inputs) * R) */
+static tg_tensor *build_case(tg_tape *tape, void *user)
+{
+    gc_case *c = user;
+    tg_tensor *y = tg_apply(tape, c->op, c->n_in, c->in, c->n_attrs, c->attrs);
+    tg_tensor *r = tg_input(tape, c->rows, c->cols, c->weight, 0);
+    return tg_sum(tape, tg_mul(tape, y, r));
+}
+
+/* Uniform in [lo, hi], at least `kink` away from kink_at. */
+static double draw(const tg_op_test *spec)
+{
+    double lo = spec->lo, hi = spec->hi;
+    if (lo == 0 && hi == 0) lo = -1, hi = 1;
+    for (;;) {
+        double v = lo + (hi - lo) * tg_rand_uniform(ctx);
+        if (!(fabs(v - spec->kink_at) < spec->kink)) return v;
+    }
+}
+
+/* Sets up case ci of op d: one parameter per input in ps, filled from the
+ * spec's range, and c ready for build_case() with weights in weight[256]. */
+static void make_case(const tg_builtin_op *d, int ci, tg_params *ps, gc_case *c, tg_real *weight)
+{
+    const tg_op_test *spec = &d->test;
+    const tg_op_test_case *tc = &spec->cases[ci];
+    cr_assert(tc->n_in >= 1 && tc->n_in <= TG_TEST_MAX_IN, "%s case %d: n_in %d", d->name, ci,
+              tc->n_in);
+    *c = (gc_case){.op = d->name, .n_in = tc->n_in, .n_attrs = d->n_attrs, .attrs = tc->attrs};
+    int shapes[TG_TEST_MAX_IN][2];
+    for (int i = 0; i < tc->n_in; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "x%d", i);
+        c->in[i] = tg_params_add(ps, name, tc->shape[i][0], tc->shape[i][1]);
+        cr_assert(c->in[i], "%s case %d: %s", d->name, ci, tg_errmsg(ctx));
+        shapes[i][0] = tc->shape[i][0];
+        shapes[i][1] = tc->shape[i][1];
+    }
+    /* values only after every add: adding may move the buffers */
+    for (int i = 0; i < tc->n_in; i++)
+        for (size_t k = 0; k < tg_size(c->in[i]); k++) tg_data(c->in[i])[k] = (tg_real)draw(spec);
+    int out[2];
+    cr_assert_eq(tg_op_shape(ctx, d->name, tc->n_in, (const int (*)[2])shapes, d->n_attrs,
+                             tc->attrs, out),
+                 TG_OK, "%s case %d: %s", d->name, ci, tg_errmsg(ctx));
+    c->rows = out[0];
+    c->cols = out[1];
+    size_t n_out = (size_t)out[0] * (size_t)out[1];
+    cr_assert(n_out <= 256, "%s case %d: output too big for the test", d->name, ci);
+    for (size_t k = 0; k < n_out; k++) weight[k] = (tg_real)(2 * tg_rand_uniform(ctx) - 1);
+    c->weight = weight;
+}
+
+/* Checks one case of one op; returns 0 when it passes. */
+static int check_case(const tg_builtin_op *d, int ci)
+{
+    const tg_op_test *spec = &d->test;
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert(ps);
+    gc_case c;
+    tg_real weight[256];
+    make_case(d, ci, ps, &c, weight);
+
+    int failed = 0;
+    if (d->differentiable) {
+        cr_expect(spec->tol > 0, "%s: its test spec sets no tol", d->name);
+        tg_gradcheck_opts opts = {.tol = spec->tol / SPEC_TOL_DIV};
+        tg_gradcheck_result r = {0, -1, 0, 0};
+        tg_status st = tg_gradcheck(tp, ps, build_case, &c, &opts, &r);
+        if (getenv("TG_GRADCHECK_REPORT"))
+            fprintf(stderr, "%-22s case %d: worst %.3e (tol %.1e)\n", d->name, ci, r.max_err,
+                    opts.tol);
+        if (st != TG_OK) {
+            failed = 1;
+            cr_expect_fail("%s case %d: worst scaled error %.3e at input %d element %zu "
+                           "(tol %.1e): %s",
+                           d->name, ci, r.max_err, r.worst_param, r.worst_index, opts.tol,
+                           tg_errmsg(ctx));
+        }
+    } else {
+        /* the output is a constant as far as gradients go */
+        tg_params_zero_grad(ps);
+        tg_tape_reset(tp);
+        tg_tensor *loss = build_case(tp, &c);
+        cr_assert(loss, "%s case %d: %s", d->name, ci, tg_errmsg(ctx));
+        cr_assert_eq(tg_backward(tp, loss), TG_OK, "%s: %s", d->name, tg_errmsg(ctx));
+        for (size_t k = 0; k < tg_params_total(ps); k++) {
+            if (tg_params_grads(ps)[k] != 0) {
+                failed = 1;
+                cr_expect_fail("%s case %d: gradient %g at %zu, want 0", d->name, ci,
+                               (double)tg_params_grads(ps)[k], k);
+                break;
+            }
+        }
+    }
+    tg_params_free(ps);
+    return failed;
+}
+
+Test(ops, gradcheck_every_builtin)
+{
+    tg_seed(ctx, 20240611);
+    cr_assert_eq(tg_op_count(ctx) >= TG_OP_BUILTIN_COUNT, 1);
+    int failures = 0;
+    for (int i = 0; i < TG_OP_BUILTIN_COUNT; i++) {
+        const tg_builtin_op *d = tg_builtin_at(i);
+        cr_assert(d);
+        cr_expect_str_eq(tg_op_name(ctx, i), d->name, "table order differs from ops.def");
+        if (d->test.n_cases < 1 || d->test.n_cases > TG_TEST_MAX_CASES) {
+            cr_expect_fail("%s: its test spec has %d cases", d->name, d->test.n_cases);
+            failures++;
+            continue;
+        }
+        for (int ci = 0; ci < d->test.n_cases; ci++) failures += check_case(d, ci);
+    }
+    cr_expect_eq(failures, 0, "%d op cases failed", failures);
+}
+
+/* Backward must add into an input's gradient, never overwrite it: with the
+ * parameters' gradients starting at g0, one sweep must leave g0 + g.  (A
+ * gradient check alone cannot see this: it starts from zero.) */
+Test(ops, every_builtin_accumulates)
+{
+    tg_seed(ctx, 77);
+    for (int i = 0; i < TG_OP_BUILTIN_COUNT; i++) {
+        const tg_builtin_op *d = tg_builtin_at(i);
+        for (int ci = 0; d->differentiable && ci < d->test.n_cases; ci++) {
+            tg_params *ps = tg_params_new(ctx);
+            gc_case c;
+            tg_real weight[256], g[256], g0[256];
+            make_case(d, ci, ps, &c, weight);
+            size_t n = tg_params_total(ps);
+            cr_assert(n <= 256);
+            tg_tape_reset(tp);
+            tg_tensor *loss = build_case(tp, &c);
+            cr_assert(loss, "%s: %s", d->name, tg_errmsg(ctx));
+            tg_params_zero_grad(ps);
+            cr_assert_eq(tg_backward(tp, loss), TG_OK, "%s: %s", d->name, tg_errmsg(ctx));
+            memcpy(g, tg_params_grads(ps), n * sizeof *g);
+            for (size_t k = 0; k < n; k++) g0[k] = (tg_real)(tg_rand_uniform(ctx) + 1);
+            memcpy(tg_params_grads(ps), g0, n * sizeof *g0);
+            cr_assert_eq(tg_backward(tp, loss), TG_OK, "%s: %s", d->name, tg_errmsg(ctx));
+            for (size_t k = 0; k < n; k++) {
+                double got = tg_params_grads(ps)[k], want = (double)g0[k] + (double)g[k];
+                if (fabs(got - want) > 1e-5 * fmax(1.0, fabs(want))) {
+                    cr_expect_fail("%s case %d: gradient %zu is %g after a sweep from %g, "
+                                   "want %g: backward overwrote instead of adding",
+                                   d->name, ci, k, got, (double)g0[k], want);
+                    break;
+                }
+            }
+            tg_params_free(ps);
+        }
+    }
+}
+
+/* ---- 2. forward values -------------------------------------------------- */
+
+Test(ops, matmul_values)
+{
+    tg_tensor *a = input(2, 3, (double[]){1, 2, 3, 4, 5, 6});
+    tg_tensor *b = input(3, 2, (double[]){7, 8, 9, 10, 11, 12});
+    expect_values(tg_matmul(tp, a, b), 2, 2, (double[]){58, 64, 139, 154}, "a @ b");
+    /* a column vector [3] = 3 x 1 on the right */
+    tg_tensor *v = input(3, 0, (double[]){1, 0, -1});
+    expect_values(tg_matmul(tp, a, v), 2, 1, (double[]){-2, -2}, "a @ v");
+    expect_values(tg_matmul(tp, v, tg_transpose(tp, v)), 3, 3,
+                  (double[]){1, 0, -1, 0, 0, 0, -1, 0, 1}, "outer product");
+}
+
+Test(ops, arith_values_and_broadcast)
+{
+    tg_tensor *x = input(2, 3, (double[]){1, 2, 3, 4, 5, 6});
+    tg_tensor *y = input(2, 3, (double[]){6, 5, 4, 3, 2, 1});
+    tg_tensor *bias = input(2, 0, (double[]){10, 20}); /* [2]: spreads over columns */
+    tg_tensor *row = input(1, 3, (double[]){1, 0, -1});
+    tg_tensor *col = input(2, 1, (double[]){2, 3});
+    tg_tensor *one = input(1, 1, (double[]){0.5});
+    expect_values(tg_add(tp, x, y), 2, 3, (double[]){7, 7, 7, 7, 7, 7}, "x + y");
+    expect_values(tg_sub(tp, x, y), 2, 3, (double[]){-5, -3, -1, 1, 3, 5}, "x - y");
+    expect_values(tg_mul(tp, x, y), 2, 3, (double[]){6, 10, 12, 12, 10, 6}, "x * y");
+    tg_tensor *xb = tg_add(tp, x, bias);
+    expect_values(xb, 2, 3, (double[]){11, 12, 13, 24, 25, 26}, "x + bias");
+    cr_expect_eq(tg_ndim(xb), 2);
+    expect_values(tg_add(tp, bias, x), 2, 3, (double[]){11, 12, 13, 24, 25, 26}, "bias + x");
+    expect_values(tg_sub(tp, bias, x), 2, 3, (double[]){9, 8, 7, 16, 15, 14}, "bias - x");
+    expect_values(tg_sub(tp, x, row), 2, 3, (double[]){0, 2, 4, 3, 5, 7}, "x - row");
+    expect_values(tg_mul(tp, row, x), 2, 3, (double[]){1, 0, -3, 4, 0, -6}, "row * x");
+    expect_values(tg_mul(tp, col, row), 2, 3, (double[]){2, 0, -2, 3, 0, -3}, "col * row");
+    expect_values(tg_sub(tp, row, col), 2, 3, (double[]){-1, -2, -3, -2, -3, -4}, "row - col");
+    expect_values(tg_mul(tp, x, one), 2, 3, (double[]){0.5, 1, 1.5, 2, 2.5, 3}, "x * scalar");
+    tg_tensor *bb = tg_add(tp, bias, bias);
+    expect_values(bb, 2, 1, (double[]){20, 40}, "bias + bias");
+    cr_expect_eq(tg_ndim(bb), 1, "[2] + [2] stays 1-D");
+}
+
+Test(ops, scale_and_unary_values)
+{
+    tg_tensor *x = input(1, 4, (double[]){-2, 0, 1, 3});
+    expect_values(tg_scale(tp, x, 2, 1), 1, 4, (double[]){-3, 1, 3, 7}, "2x + 1");
+    expect_values(tg_scale(tp, x, -1, 0), 1, 4, (double[]){2, 0, -1, -3}, "-x");
+    expect_values(tg_tanh(tp, x), 1, 4,
+                  (double[]){-0.9640275800758169, 0, 0.7615941559557649, 0.9950547536867305},
+                  "tanh");
+    expect_values(tg_relu(tp, x), 1, 4, (double[]){0, 0, 1, 3}, "relu");
+    expect_values(tg_exp(tp, x), 1, 4,
+                  (double[]){0.1353352832366127, 1, 2.718281828459045, 20.085536923187668}, "exp");
+    tg_tensor *p = input(1, 3, (double[]){1, 2.718281828459045, 0.5});
+    expect_values(tg_log(tp, p), 1, 3, (double[]){0, 1, -0.6931471805599453}, "log");
+    /* no silent clamp: log 0 = -inf and log -1 = NaN, for anomaly detection */
+    tg_tensor *bad = tg_log(tp, input(1, 2, (double[]){0, -1}));
+    cr_assert(bad);
+    cr_expect(isinf(tg_data(bad)[0]) && tg_data(bad)[0] < 0, "log 0 = %g", tg_data(bad)[0]);
+    cr_expect(isnan(tg_data(bad)[1]), "log -1 = %g", tg_data(bad)[1]);
+    /* and relu passes a NaN on rather than turning it into 0 */
+    tg_tensor *nan_in = input(1, 1, (double[]){NAN});
+    cr_expect(isnan(tg_data(tg_relu(tp, nan_in))[0]), "relu(NaN) hides the NaN");
+}
+
+Test(ops, sigmoid_is_stable)
+{
+    tg_tensor *x = input(1, 5, (double[]){0, 2, -2, 100, -100});
+    expect_values(tg_sigmoid(tp, x), 1, 5,
+                  (double[]){0.5, 0.8807970779778823, 0.11920292202211755, 1, 0}, "sigmoid");
+    tg_tensor *s = tg_sigmoid(tp, input(1, 4, (double[]){-1000, 1000, -90, 90}));
+    cr_assert(s);
+    for (int i = 0; i < 4; i++)
+        cr_expect(isfinite(tg_data(s)[i]) && tg_data(s)[i] >= 0 && tg_data(s)[i] <= 1,
+                  "sigmoid[%d] = %g", i, tg_data(s)[i]);
+    cr_expect(tg_data(s)[2] > 0, "sigmoid(-90) underflows only as far as the type must");
+}
+
+Test(ops, reduce_values)
+{
+    tg_tensor *x = input(2, 2, (double[]){1, 2, 3, 4});
+    expect_values(tg_sum(tp, x), 1, 1, (double[]){10}, "sum");
+    expect_values(tg_mean(tp, x), 1, 1, (double[]){2.5}, "mean");
+    cr_expect_eq(tg_item(tg_mean(tp, x)), 2.5);
+}
+
+Test(ops, loss_values)
+{
+    tg_tensor *o = input(2, 2, (double[]){1, 2, 3, 4});
+    tg_tensor *y = input(2, 2, (double[]){2, 4, 3, 3});
+    expect_values(tg_squared_error(tp, o, y), 1, 1, (double[]){1 + 4 + 0 + 1}, "squared_error");
+
+    /* -log softmax([1, 2, 3])_3 = log(1 + e^-1 + e^-2) */
+    const double want = 0.40760596444438013;
+    tg_tensor *t3 = input(3, 0, (double[]){0, 0, 1});
+    expect_values(tg_softmax_cross_entropy(tp, input(3, 0, (double[]){1, 2, 3}), t3), 1, 1,
+                  (double[]){want}, "cross-entropy");
+    /* the same shifted by 1000: e^1000 would overflow without the column max */
+    tg_tensor *ce = tg_softmax_cross_entropy(tp, input(3, 0, (double[]){1001, 1002, 1003}), t3);
+    cr_assert(ce);
+    cr_expect(isfinite(tg_item(ce)));
+    cr_expect(fabs(tg_item(ce) - want) < 1e-4, "large logits: got %.9g", tg_item(ce));
+    /* a batch of two columns: the second is uniform over 3 classes, target class 0 */
+    tg_tensor *z = input(3, 2, (double[]){1000, -1000, 1001, -1000, 1002, -1000});
+    tg_tensor *t = input(3, 2, (double[]){0, 1, 0, 0, 1, 0});
+    ce = tg_softmax_cross_entropy(tp, z, t);
+    cr_assert(ce);
+    cr_expect(fabs(tg_item(ce) - (want + log(3.0))) < 1e-4, "batch: got %.9g", tg_item(ce));
+    /* a very wrong confident prediction costs the logit gap, not inf */
+    ce = tg_softmax_cross_entropy(tp, input(2, 0, (double[]){1000, -1000}),
+                                  input(2, 0, (double[]){0, 1}));
+    cr_assert(ce);
+    EXPECT_NEAR(tg_item(ce), 2000, "confidently wrong");
+}
+
+Test(ops, softmax_cross_entropy_gradient)
+{
+    tg_params *ps = tg_params_new(ctx);
+    tg_tensor *z = tg_params_add(ps, "z", 3, 2);
+    cr_assert(z);
+    const double zv[6] = {1001, 5, 1002, 5, 1003, 5};
+    for (int i = 0; i < 6; i++) tg_data(z)[i] = (tg_real)zv[i];
+    tg_tensor *t = input(3, 2, (double[]){0, 1, 0, 0, 1, 0});
+    tg_tensor *loss = tg_softmax_cross_entropy(tp, z, t);
+    cr_assert(loss);
+    cr_assert_eq(tg_backward(tp, loss), TG_OK, "%s", tg_errmsg(ctx));
+    /* one-hot targets: dz = softmax(z) - y */
+    const double p[3] = {0.09003057317038048, 0.2447284710547977, 0.665240955774822};
+    for (int i = 0; i < 3; i++) {
+        EXPECT_NEAR(tg_grad(z)[i * 2], p[i] - (i == 2), "dz[%d][0]", i);
+        EXPECT_NEAR(tg_grad(z)[i * 2 + 1], 1.0 / 3 - (i == 0), "dz[%d][1]", i);
+    }
+    tg_params_free(ps);
+}
+
+Test(ops, shape_op_values)
+{
+    tg_tensor *a = input(1, 2, (double[]){1, 2});
+    tg_tensor *b = input(2, 2, (double[]){3, 4, 5, 6});
+    tg_tensor *c = input(1, 2, (double[]){7, 8});
+    tg_tensor *parts[3] = {a, b, c};
+    expect_values(tg_concat(tp, 3, parts), 4, 2, (double[]){1, 2, 3, 4, 5, 6, 7, 8}, "concat 3");
+    expect_values(tg_concat(tp, 1, parts), 1, 2, (double[]){1, 2}, "concat 1");
+    tg_tensor *u = input(2, 0, (double[]){1, 2}), *v = input(1, 0, (double[]){3});
+    tg_tensor *uv = tg_concat(tp, 2, (tg_tensor *[]){u, v});
+    expect_values(uv, 3, 1, (double[]){1, 2, 3}, "concat of vectors");
+    cr_expect_eq(tg_ndim(uv), 1);
+
+    tg_tensor *x = input(4, 2, (double[]){0, 1, 2, 3, 4, 5, 6, 7});
+    expect_values(tg_slice(tp, x, 1, 2), 2, 2, (double[]){2, 3, 4, 5}, "slice 1..3");
+    expect_values(tg_slice(tp, x, 3, 1), 1, 2, (double[]){6, 7}, "slice last");
+    expect_values(tg_slice(tp, x, 0, 4), 4, 2, (double[]){0, 1, 2, 3, 4, 5, 6, 7}, "slice all");
+
+    tg_tensor *m = input(2, 3, (double[]){1, 2, 3, 4, 5, 6});
+    expect_values(tg_transpose(tp, m), 3, 2, (double[]){1, 4, 2, 5, 3, 6}, "transpose");
+    expect_values(tg_transpose(tp, tg_transpose(tp, m)), 2, 3, (double[]){1, 2, 3, 4, 5, 6},
+                  "transpose twice");
+    expect_values(tg_stop_gradient(tp, m), 2, 3, (double[]){1, 2, 3, 4, 5, 6}, "stop_gradient");
+}
+
+Test(ops, apply_with_attrs)
+{
+    tg_tensor *x = input(3, 1, (double[]){1, 2, 3});
+    expect_values(tg_apply(tp, "scale", 1, &x, 2, (double[]){-1, 4}), 3, 1, (double[]){3, 2, 1},
+                  "apply scale");
+    expect_values(tg_apply(tp, "slice", 1, &x, 2, (double[]){1, 2}), 2, 1, (double[]){2, 3},
+                  "apply slice");
+}
+
+/* ---- 3. gradients: fan-out accumulates, broadcasting sums back ---------- */
+
+Test(ops, fan_out_accumulates)
+{
+    tg_params *ps = tg_params_new(ctx);
+    tg_tensor *x = tg_params_add(ps, "x", 2, 2);
+    cr_assert(x);
+    const double xv[4] = {1, 2, 3, -1};
+    for (int i = 0; i < 4; i++) tg_data(x)[i] = (tg_real)xv[i];
+    /* d/dx sum(x*x + x) = 2x + 1 */
+    tg_tensor *loss = tg_sum(tp, tg_add(tp, tg_mul(tp, x, x), x));
+    cr_assert(loss);
+    cr_assert_eq(tg_backward(tp, loss), TG_OK, "%s", tg_errmsg(ctx));
+    for (int i = 0; i < 4; i++) EXPECT_NEAR(tg_grad(x)[i], 2 * xv[i] + 1, "dx[%d]", i);
+
+    /* a second sweep adds to the parameter's gradient again */
+    cr_assert_eq(tg_backward(tp, loss), TG_OK);
+    for (int i = 0; i < 4; i++) EXPECT_NEAR(tg_grad(x)[i], 2 * (2 * xv[i] + 1), "dx[%d] x2", i);
+
+    /* x - x and x @ x (both inputs one tensor) */
+    tg_params_zero_grad(ps);
+    tg_tape_reset(tp);
+    loss = tg_add(tp, tg_sum(tp, tg_sub(tp, x, x)), tg_sum(tp, tg_matmul(tp, x, x)));
+    cr_assert(loss);
+    cr_assert_eq(tg_backward(tp, loss), TG_OK);
+    /* d/dX sum(X X) = 1 X^T + X^T 1: element (i,j) = sum_k x[j][k] + sum_k x[k][i] */
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            double want = xv[j * 2] + xv[j * 2 + 1] + xv[i] + xv[2 + i];
+            EXPECT_NEAR(tg_grad(x)[i * 2 + j], want, "d sum(x @ x)[%d][%d]", i, j);
+        }
+    tg_params_free(ps);
+}
+
+Test(ops, weight_shared_over_steps)
+{
+    tg_params *ps = tg_params_new(ctx);
+    tg_tensor *W = tg_params_add(ps, "W", 2, 3);
+    tg_tensor *b = tg_params_add(ps, "b", 2, 0);
+    cr_assert(W && b);
+    for (int i = 0; i < 6; i++) tg_data(W)[i] = (tg_real)(0.1 * i);
+    const double x1[3] = {1, 2, 3}, x2[3] = {-1, 0, 4};
+    /* sum over steps of sum(W x_t + b): dW[i][j] = sum_t x_t[j], db[i] = T */
+    tg_tensor *loss = NULL;
+    for (int t = 0; t < 2; t++) {
+        tg_tensor *x = input(3, 0, t ? x2 : x1);
+        tg_tensor *s = tg_sum(tp, tg_add(tp, tg_matmul(tp, W, x), b));
+        loss = loss ? tg_add(tp, loss, s) : s;
+    }
+    cr_assert(loss, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_backward(tp, loss), TG_OK);
+    for (int i = 0; i < 2; i++) {
+        for (int j = 0; j < 3; j++) EXPECT_NEAR(tg_grad(W)[i * 3 + j], x1[j] + x2[j], "dW");
+        EXPECT_NEAR(tg_grad(b)[i], 2, "db[%d]", i);
+    }
+    tg_params_free(ps);
+}
+
+Test(ops, broadcast_gradient_sums_over_batch)
+{
+    tg_params *ps = tg_params_new(ctx);
+    tg_tensor *b = tg_params_add(ps, "b", 2, 0);
+    tg_tensor *r = tg_params_add(ps, "r", 1, 3);
+    cr_assert(b && r);
+    tg_data(b)[0] = 1, tg_data(b)[1] = -2;
+    for (int j = 0; j < 3; j++) tg_data(r)[j] = (tg_real)(j + 1);
+    tg_tensor *x = input(2, 3, (double[]){1, 2, 3, 4, 5, 6});
+    /* L = sum((x + b) * r): db[i] = sum_j r_j = 6, dr[j] = sum_i (x_ij + b_i) */
+    tg_tensor *loss = tg_sum(tp, tg_mul(tp, tg_add(tp, x, b), r));
+    cr_assert(loss);
+    cr_assert_eq(tg_backward(tp, loss), TG_OK);
+    EXPECT_NEAR(tg_grad(b)[0], 6, "db[0]");
+    EXPECT_NEAR(tg_grad(b)[1], 6, "db[1]");
+    const double dr[3] = {1 + 4 + 1 - 2, 2 + 5 + 1 - 2, 3 + 6 + 1 - 2};
+    for (int j = 0; j < 3; j++) EXPECT_NEAR(tg_grad(r)[j], dr[j], "dr[%d]", j);
+    cr_expect_null(tg_grad(x), "an input without requires_grad gets no gradient");
+    tg_params_free(ps);
+}
+
+Test(ops, stop_gradient_cuts_the_path)
+{
+    tg_params *ps = tg_params_new(ctx);
+    tg_tensor *x = tg_params_add(ps, "x", 3, 0);
+    cr_assert(x);
+    for (int i = 0; i < 3; i++) tg_data(x)[i] = (tg_real)(i + 1);
+    /* L = sum(x * stop(x)): dx = stop(x) = x, not 2x */
+    tg_tensor *loss = tg_sum(tp, tg_mul(tp, x, tg_stop_gradient(tp, x)));
+    cr_assert(loss);
+    cr_assert_eq(tg_backward(tp, loss), TG_OK);
+    for (int i = 0; i < 3; i++) EXPECT_NEAR(tg_grad(x)[i], i + 1, "dx[%d]", i);
+    tg_params_free(ps);
+}
+
+/* ---- 4. shape errors and chained failure ------------------------------- */
+
+/* r is NULL, the status is `st`, and the message contains each of the words. */
+static void expect_error(tg_tensor *r, tg_status st, const char *what, const char *const *words)
+{
+    cr_expect_null(r, "%s: should fail", what);
+    cr_expect_eq(tg_status_last(ctx), st, "%s: status %s, want %s", what,
+                 tg_status_name(tg_status_last(ctx)), tg_status_name(st));
+    for (; *words; words++)
+        cr_expect(strstr(tg_errmsg(ctx), *words), "%s: message '%s' lacks '%s'", what,
+                  tg_errmsg(ctx), *words);
+    tg_clear_error(ctx);
+}
+
+#define WORDS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+Test(ops, shape_errors)
+{
+    tg_tensor *a23 = input(2, 3, NULL), *a41 = input(4, 1, NULL), *a34 = input(3, 4, NULL);
+    tg_tensor *a24 = input(2, 4, NULL), *a52 = input(5, 2, NULL), *a32 = input(3, 2, NULL);
+    tg_tensor *a31 = input(3, 1, NULL);
+    expect_error(tg_matmul(tp, a23, a41), TG_ERR_SHAPE, "matmul",
+                 WORDS("matmul", "[2, 3]", "[4, 1]"));
+    expect_error(tg_add(tp, a34, a24), TG_ERR_SHAPE, "add", WORDS("add", "[3, 4]", "[2, 4]"));
+    expect_error(tg_sub(tp, a23, a31), TG_ERR_SHAPE, "sub", WORDS("sub", "[2, 3]", "[3, 1]"));
+    expect_error(tg_mul(tp, a24, a41), TG_ERR_SHAPE, "mul", WORDS("mul", "[2, 4]", "[4, 1]"));
+    expect_error(tg_concat(tp, 2, (tg_tensor *[]){a23, a24}), TG_ERR_SHAPE, "concat",
+                 WORDS("concat", "[2, 3]", "[2, 4]"));
+    expect_error(tg_concat(tp, 3, (tg_tensor *[]){a52, a32, a23}), TG_ERR_SHAPE, "concat 3",
+                 WORDS("concat", "[5, 2]", "[2, 3]"));
+    expect_error(tg_slice(tp, a52, 3, 4), TG_ERR_SHAPE, "slice past the end",
+                 WORDS("slice", "[3, 7)", "[5, 2]"));
+    expect_error(tg_slice(tp, a52, -1, 2), TG_ERR_SHAPE, "slice before 0", WORDS("slice", "[5, 2]"));
+    expect_error(tg_slice(tp, a52, 1, 0), TG_ERR_SHAPE, "empty slice", WORDS("slice"));
+    expect_error(tg_apply(tp, "slice", 1, &a52, 2, (double[]){0.5, 1}), TG_ERR_SHAPE,
+                 "fractional slice", WORDS("slice"));
+    expect_error(tg_apply(tp, "slice", 1, &a52, 2, (double[]){1e300, 1}), TG_ERR_SHAPE,
+                 "huge slice", WORDS("slice"));
+    expect_error(tg_scale(tp, a52, NAN, 0), TG_ERR_SHAPE, "scale by NaN", WORDS("scale"));
+    expect_error(tg_squared_error(tp, a32, a31), TG_ERR_SHAPE, "squared_error",
+                 WORDS("squared_error", "[3, 2]", "[3, 1]"));
+    expect_error(tg_softmax_cross_entropy(tp, a34, a24), TG_ERR_SHAPE, "softmax_cross_entropy",
+                 WORDS("softmax_cross_entropy", "[3, 4]", "[2, 4]"));
+    /* arity is checked by the core before the shape rule; it calls it a bad
+     * argument (TG_ERR_ARG), not a shape mismatch */
+    expect_error(tg_apply(tp, "add", 1, &a34, 0, NULL), TG_ERR_ARG, "add of one",
+                 WORDS("add", "2", "1"));
+    expect_error(tg_apply(tp, "tanh", 2, (tg_tensor *[]){a34, a34}, 0, NULL), TG_ERR_ARG,
+                 "tanh of two", WORDS("tanh"));
+    expect_error(tg_apply(tp, "concat", 0, NULL, 0, NULL), TG_ERR_ARG, "concat of none",
+                 WORDS("concat"));
+    expect_error(tg_apply(tp, "no_such_op", 1, &a34, 0, NULL), TG_ERR_NOTFOUND, "unknown op",
+                 WORDS("no_such_op"));
+    /* nothing was recorded by any failed call */
+    cr_expect_eq(tg_tape_length(tp), 7);
+}
+
+Test(ops, null_inputs_chain)
+{
+    tg_tensor *a = input(2, 3, NULL), *b = input(4, 1, NULL);
+    tg_tensor *bad = tg_matmul(tp, a, b);
+    cr_assert_null(bad);
+    char first[TG_ERRMSG_LEN];
+    snprintf(first, sizeof first, "%s", tg_errmsg(ctx));
+    int len = tg_tape_length(tp);
+    /* every op handed the failure returns NULL and keeps the first message */
+    tg_tensor *r = tg_tanh(tp, tg_add(tp, a, tg_mul(tp, bad, a)));
+    r = tg_sum(tp, tg_squared_error(tp, r, a));
+    r = tg_concat(tp, 2, (tg_tensor *[]){a, r});
+    r = tg_slice(tp, tg_transpose(tp, tg_scale(tp, r, 2, 0)), 0, 1);
+    r = tg_softmax_cross_entropy(tp, tg_stop_gradient(tp, r), a);
+    cr_expect_null(r);
+    cr_expect_eq(tg_status_last(ctx), TG_ERR_SHAPE);
+    cr_expect_str_eq(tg_errmsg(ctx), first);
+    cr_expect_eq(tg_tape_length(tp), len, "a chained failure records nothing");
+    for (int i = 0; i < TG_OP_BUILTIN_COUNT; i++) {
+        const tg_builtin_op *d = tg_builtin_at(i);
+        tg_tensor *in[2] = {bad, bad};
+        int n = d->arity < 0 ? 2 : d->arity;
+        cr_expect_null(tg_apply(tp, d->name, n, in, d->n_attrs, (double[]){0, 1, 0, 0}), "%s",
+                       d->name);
+        cr_expect_str_eq(tg_errmsg(ctx), first, "%s replaced the first message", d->name);
+    }
+}
+
+/* The shape rules are also reached through tg_op_shape() by model checkers:
+ * they must answer, not crash, for any sizes and attributes. */
+Test(ops, shape_rules_never_crash)
+{
+    const int sizes[] = {1, 2, 7, INT_MAX, 0, -1, INT_MIN};
+    const double attrs[][2] = {{0, 1}, {1, 1}, {-1, 2}, {0.5, 1}, {NAN, 1}, {INFINITY, 1},
+                               {1, INFINITY}, {1e300, 1e300}, {0, 0}, {2147483647.0, 1}};
+    for (int i = 0; i < TG_OP_BUILTIN_COUNT; i++) {
+        const tg_builtin_op *d = tg_builtin_at(i);
+        for (size_t r = 0; r < sizeof sizes / sizeof *sizes; r++)
+            for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++)
+                for (size_t k = 0; k < sizeof attrs / sizeof *attrs; k++)
+                    for (int n = 0; n <= 3; n++) {
+                        int in[3][2] = {{sizes[r], sizes[c]}, {sizes[c], sizes[r]},
+                                        {sizes[r], sizes[r]}};
+                        double at[TG_MAX_ATTRS] = {attrs[k][0], attrs[k][1]};
+                        int out[2] = {-7, -7};
+                        char err[256] = "";
+                        int rc = d->shape(n, (const int (*)[2])in, at, out, err, sizeof err);
+                        if (rc == 0)
+                            cr_expect(out[0] >= 1 && out[1] >= 1, "%s gave [%d, %d]", d->name,
+                                      out[0], out[1]);
+                        else
+                            cr_expect(err[0], "%s failed without a message", d->name);
+                    }
+    }
+    /* concat counts rows past INT_MAX instead of wrapping */
+    int big[2][2] = {{INT_MAX, 1}, {INT_MAX, 1}}, out[2];
+    char err[256] = "";
+    cr_expect_eq(tg_op_concat.shape(2, (const int (*)[2])big, NULL, out, err, sizeof err), -1);
+    cr_expect_neq(tg_op_shape(ctx, "matmul", 2, (const int[][2]){{2, 3}, {4, 1}}, 0, NULL, out),
+                  TG_OK);
+    cr_expect(strstr(tg_errmsg(ctx), "[2, 3]") && strstr(tg_errmsg(ctx), "[4, 1]"), "%s",
+              tg_errmsg(ctx));
+}
