@@ -1,0 +1,84 @@
+/* cmd_run.c — `tapegrad run`: the forward pass only; the model's outputs at
+ * every step of every sequence (and the loss when the data has targets). */
+#include <stdlib.h>
+#include <string.h>
+#include "cli.h"
+
+static void print_output(FILE *f, tg_tensor *t, int json)
+{
+    if (json) cli_json_tensor(f, tg_data(t), tg_rows(t), tg_cols(t), tg_ndim(t));
+    else cli_text_value(f, tg_data(t), tg_rows(t), tg_cols(t));
+}
+
+static int run(const cli_cmd *cmd, int argc, char **argv)
+{
+    cli_common o = {.seed = 1, .format = "text"};
+    const char *pos[1];
+    const cli_opt opts[] = {
+        CLI_OPT_DATA(&o, "the sequences (YAML: inputs, and targets if any, per step) (required)"),
+        CLI_OPT_PARAMS(&o),
+        CLI_OPT_FORMAT(&o),
+        CLI_OPT_SEED(&o),
+        CLI_OPT_DIM(&o),
+    };
+    const cli_usage usage = {
+        "MODEL --data DATA [--params PARAMS] [--format text|json] [options]",
+        "Runs MODEL forward over every sequence of DATA and prints its outputs at\n"
+        "every step (a vector per step, or a matrix with one column per batch item),\n"
+        "and the loss when DATA has the targets.  JSON: {\"sequences\": [{\"steps\":\n"
+        "[{\"o\": [...]}, ...], \"loss\": L or null}, ...]}.",
+        1, pos,
+    };
+    int rc = cli_parse(cmd, &usage, opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
+    if (rc) return rc < 0 ? CLI_OK : rc;
+    o.model = pos[0];
+    if (!o.data) return cli_usage_error(cmd, "--data is required");
+    cli_session s;
+    if ((rc = cli_open(&s, &o))) return rc;
+    int nq = tg_dataset_count(s.data), no = tg_model_count(s.model, TG_ROLE_OUTPUT);
+    int json = !strcmp(o.format, "json");
+    tg_unroll *u = calloc((size_t)nq, sizeof *u);
+    tg_tensor *total;
+    if (!u) {
+        fprintf(stderr, "tapegrad run: out of memory\n");
+        rc = CLI_FAILURE;
+    } else if (cli_unroll_all(&s, &total, u))
+        rc = cli_fail(&s);
+    if (rc == CLI_OK) {
+        if (json) fputs("{\"sequences\": [", stdout);
+        for (int q = 0; q < nq; q++) {
+            if (json) fputs(q ? ", {\"steps\": [" : "{\"steps\": [", stdout);
+            else if (nq > 1) printf("sequence %d\n", q + 1);
+            for (int k = 0; k < u[q].steps; k++) {
+                if (json) fputs(k ? ", {" : "{", stdout);
+                else printf("step %d", k);
+                for (int j = 0; j < no; j++) {
+                    const char *name = tg_model_var(s.model, TG_ROLE_OUTPUT, j, NULL, NULL);
+                    tg_tensor *t = u[q].outputs[(size_t)k * (size_t)no + (size_t)j];
+                    if (json) printf("%s\"%s\": ", j ? ", " : "", name);
+                    else printf("  %s = ", name);
+                    print_output(stdout, t, json);
+                }
+                if (json) fputc('}', stdout);
+                else fputc('\n', stdout);
+            }
+            if (json) {
+                fputs("], \"loss\": ", stdout);
+                if (u[q].loss) cli_json_number(stdout, tg_item(u[q].loss));
+                else fputs("null", stdout);
+                fputc('}', stdout);
+            } else if (u[q].loss)
+                printf("loss %.9g\n", tg_item(u[q].loss));
+        }
+        if (json) fputs("]}\n", stdout);
+        if (fflush(stdout) != 0) {
+            fprintf(stderr, "tapegrad run: cannot write the output\n");
+            rc = CLI_FAILURE;
+        }
+    }
+    free(u);
+    cli_close(&s);
+    return rc;
+}
+
+const cli_cmd cli_cmd_run = {"run", "forward only: the outputs at every step", run};

@@ -1,0 +1,187 @@
+/* tg_model_internal.h — what the files under models/ share: a bounded YAML
+ * tree with source positions (yaml.c), the model's compiled form (model.c,
+ * expr.c), and small helpers (did-you-mean, numbers, a bump pool).  Nothing
+ * here is visible to embedding programs. */
+#ifndef TG_MODEL_INTERNAL_H
+#define TG_MODEL_INTERNAL_H
+
+#include "tg_internal.h"
+
+/* ---- limits (models/README.md has the same table) ------------------------- */
+#define TGM_MAX_MODEL_BYTES   ((size_t)1 << 20)   /* a model file */
+#define TGM_MAX_DATA_BYTES    ((size_t)64 << 20)  /* a data or params file */
+#define TGM_MAX_DEPTH         16                  /* YAML nesting */
+#define TGM_MAX_MODEL_NODES   (1 << 20)           /* YAML nodes in a model file */
+#define TGM_MAX_DATA_NODES    (4 << 20)           /* YAML nodes in a data/params file */
+#define TGM_MAX_NAME          64                  /* characters in a name */
+#define TGM_MAX_DECLS         256                 /* entries in dims/params/inputs/... */
+#define TGM_MAX_KEYS          4096                /* keys in any one mapping */
+#define TGM_MAX_EQUATIONS     1024                /* equations in `step` */
+#define TGM_MAX_EQ_LEN        4096                /* characters in an equation */
+#define TGM_MAX_EXPR_DEPTH    64                  /* nested parentheses and calls */
+#define TGM_MAX_ARGS          64                  /* arguments of one call */
+#define TGM_MAX_DIM           1000000             /* a dimension */
+#define TGM_MAX_PARAM_ELEMS   ((size_t)1 << 26)   /* scalars in one parameter */
+#define TGM_MAX_TOTAL_PARAMS  ((size_t)1 << 28)   /* scalars in all parameters */
+#define TGM_MAX_STEPS         1000000             /* steps in one sequence */
+#define TGM_MAX_BATCH         65536               /* columns in one step */
+#define TGM_MAX_SEQUENCES     100000              /* sequences in one data file */
+/* The batch size is unknown when a model is checked, so shapes are checked
+ * with this stand-in for B (larger than any dimension) and printed as "B". */
+#define TGM_BATCH             1048573
+
+/* ---- a bump pool: everything a model owns, freed at once ------------------ */
+typedef struct tgm_block tgm_block;
+typedef struct tgm_pool {
+    tg_ctx *ctx;
+    tgm_block *head;   /* newest block first */
+} tgm_pool;
+
+void *tgm_palloc(tgm_pool *p, size_t bytes);                /* zeroed, 16-aligned */
+char *tgm_pstrdup(tgm_pool *p, const char *s, size_t len);   /* NUL-terminated copy */
+void tgm_pool_free(tgm_pool *p);
+
+/* ---- the YAML tree ----------------------------------------------------------- */
+enum { TGM_Y_SCALAR, TGM_Y_SEQ, TGM_Y_MAP };
+
+typedef struct tgm_ynode {
+    unsigned char kind;   /* TGM_Y_* */
+    unsigned char style;  /* yaml_scalar_style_t of scalars */
+    int line, col;        /* 1-based start of the node (a quoted scalar: its quote) */
+    int first, next;      /* first child, next sibling; -1 for none.  A map's
+                             children alternate key, value, key, value. */
+    int count;            /* children (a map: 2 per entry) */
+    size_t str, len;      /* scalars: value at pool + str, len bytes, NUL after */
+} tgm_ynode;
+
+typedef struct tgm_ylimits {
+    size_t max_bytes;
+    int max_depth, max_nodes;
+} tgm_ylimits;
+
+typedef struct tgm_ydoc {
+    tg_ctx *ctx;
+    const char *file;       /* borrowed: the name used in messages */
+    const char *text;       /* borrowed source, for positions inside scalars */
+    size_t text_len;
+    size_t *line_start;     /* byte offset of each line's start */
+    int n_lines;
+    tgm_ynode *nodes;
+    int n, cap;
+    char *pool;             /* scalar values, each NUL-terminated */
+    size_t pool_len, pool_cap;
+    int root;               /* -1 for an empty document */
+} tgm_ydoc;
+
+/* Parses text into d (which the caller zeroes), rejecting anchors, aliases,
+ * tags, several documents and anything past the limits.  On failure leaves
+ * "FILE:LINE:COL: message" in the context.  Free with tgm_yaml_free() in
+ * every case. */
+tg_status tgm_yaml_parse(tgm_ydoc *d, tg_ctx *ctx, const char *file, const char *text,
+                         size_t len, const tgm_ylimits *lim);
+void tgm_yaml_free(tgm_ydoc *d);
+/* Reads a whole file, at most max bytes, into a buffer from the context's
+ * allocator (free with tg_free(ctx, *text, *len + 1)); NUL-terminated. */
+tg_status tgm_read_file(tg_ctx *ctx, const char *path, size_t max, const char *what,
+                        char **text, size_t *len);
+
+static inline const tgm_ynode *tgm_node(const tgm_ydoc *d, int i) { return &d->nodes[i]; }
+static inline const char *tgm_str(const tgm_ydoc *d, int i) { return d->pool + d->nodes[i].str; }
+const char *tgm_kind_name(const tgm_ydoc *d, int i);   /* "a mapping", "a number", ... */
+int tgm_is_null(const tgm_ydoc *d, int i);             /* ~, null, or empty plain scalar */
+/* The map entry with this key, or -1; *key gets the key node. */
+int tgm_map_get(const tgm_ydoc *d, int map, const char *key, int *key_node);
+
+/* The position of byte `offset` of a scalar's value in the source.  Exact for
+ * plain and quoted scalars whose text maps onto the value (whitespace runs
+ * may differ, as in folded lines); otherwise the scalar's own position. */
+void tgm_locate(const tgm_ydoc *d, int node, size_t offset, int *line, int *col);
+/* Error helpers: set "FILE:LINE:COL: message" in the context and return s. */
+tg_status tgm_err_node(const tgm_ydoc *d, int node, tg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+tg_status tgm_err_at(const tgm_ydoc *d, int node, size_t offset, tg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* ---- small helpers -------------------------------------------------------------- */
+int tgm_edit_distance(const char *a, const char *b);
+/* The closest candidate for a misspelt word, or NULL if none is close. */
+const char *tgm_suggest(const char *word, const char *const *cands, int n);
+/* " (did you mean 'x'?)" or "" into buf (80+ bytes). */
+const char *tgm_did_you_mean(char *buf, size_t len, const char *word, const char *const *cands, int n);
+int tgm_is_ident(const char *s);
+/* Parses a whole string as a finite number (decimal, optional sign and
+ * exponent).  Returns 0 on success. */
+int tgm_parse_number(const char *s, double *out);
+/* "[2, 3]", "[2]", "[2, B]" with the batch stand-in shown as B. */
+const char *tgm_shape_str(char *buf, size_t len, int rows, int cols, int ndim);
+
+/* ---- the compiled model -------------------------------------------------------- */
+enum { TGM_INIT_DEFAULT, TGM_INIT_ZEROS, TGM_INIT_ONES, TGM_INIT_CONST, TGM_INIT_UNIFORM,
+       TGM_INIT_NORMAL, TGM_INIT_XAVIER, TGM_INIT_LITERAL };
+
+typedef struct tgm_var {
+    const char *name;       /* owned by the model's pool */
+    int role;               /* tg_model_role */
+    int rows, cols;         /* params: cols 0 for [n]; per-step values: TG_MODEL_BATCH */
+    int slot;               /* where the unroller keeps its tensor */
+    int line, col;          /* declaration */
+    int init;               /* TGM_INIT_* */
+    double a, b;            /* init arguments */
+    double *values;         /* TGM_INIT_LITERAL: rows*cols values */
+} tgm_var;
+
+/* One op to record: the compiled form of (part of) an equation. */
+typedef struct tgm_instr {
+    const tg_op *op;        /* NULL: just copy slot in[0] to out */
+    int out;                /* slot written */
+    int n_in;
+    int *in;                /* slots read (model pool) */
+    int n_attrs;
+    double attrs[TG_MAX_ATTRS];
+    const char *label;      /* the equation's name */
+    int line, col;          /* the operator or call in the source */
+} tgm_instr;
+
+typedef struct tgm_output {
+    const char *name;
+    int slot;
+    int rows, cols, ndim;   /* cols may be TGM_BATCH */
+} tgm_output;
+
+struct tg_model {
+    tg_ctx *ctx;
+    tgm_pool pool;          /* every string and array of the model */
+    const char *file, *name;
+    int loss_at_last;       /* `loss_at: last` */
+    tgm_var *vars[5];       /* by tg_model_role: params, inputs, targets, states, dims */
+    int n_vars[5];
+    tgm_output *outputs;
+    int n_outputs;
+    tgm_instr *step;        /* one time step, in order */
+    int n_step;
+    tgm_instr *loss;        /* the per-step loss, after the step */
+    int n_loss;
+    int loss_slot;          /* -1: the model has no loss */
+    int loss_line, loss_col;
+    int n_slots;            /* params, inputs, targets, states, then temporaries */
+    int max_in;             /* most inputs of any instruction */
+    int step_uses_targets;
+};
+
+/* expr.c: compiles the `step` and `loss` of a parsed model. */
+typedef struct tgm_compiler tgm_compiler;
+tg_status tgm_compile(tg_model *m, const tgm_ydoc *d, int step_node, int outputs_node,
+                      int loss_node);
+/* Evaluates a constant expression (a shape entry, an init argument): numbers,
+ * dims (if m is not NULL), + - * / and parentheses. */
+tg_status tgm_const_expr(tg_model *m, const tgm_ydoc *d, int node, double *out);
+/* An init: "name", "name(args...)" (fname set, its offset in *fname_off) or a
+ * constant expression (fname empty, the value in args[0]). */
+tg_status tgm_init_expr(tg_model *m, const tgm_ydoc *d, int node, char *fname, size_t fname_len,
+                        size_t *fname_off, double *args, int max_args, int *n_args);
+/* Reads nested lists of numbers in the shape [rows] (cols 0) or [rows, cols]
+ * into out; a single number is accepted for one element. */
+tg_status tgm_read_values(const tgm_ydoc *d, int node, const char *what, int rows, int cols,
+                          double *out_d, tg_real *out_r);
+
+#endif
