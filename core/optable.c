@@ -134,7 +134,7 @@ tg_status tg_op_check_args(tg_ctx *ctx, const tg_builtin_op *d, int n, int n_att
         return tg_error(ctx, TG_ERR_ARG, "%s: takes %s%d input%s, given %d", d->name,
                         d->arity < 0 ? "at least " : "", d->arity < 0 ? 1 : d->arity,
                         d->arity == 1 ? "" : "s", n);
-    if (n_attrs < 0 || n_attrs > d->n_attrs)
+    if (n_attrs != d->n_attrs) /* a missing attribute must not become a silent 0 */
         return tg_error(ctx, TG_ERR_ARG, "%s: takes %d attribute%s, given %d", d->name,
                         d->n_attrs, d->n_attrs == 1 ? "" : "s", n_attrs);
     return TG_OK;

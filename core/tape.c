@@ -38,6 +38,11 @@ size_t tg_tape_bytes(const tg_tape *tp)
     return tp->arena.reserved + (size_t)tp->cap * sizeof *tp->nodes;
 }
 void tg_tape_detect_anomaly(tg_tape *tp, int on) { tp->detect_anomaly = on != 0; }
+void tg_tape_set_sweep_hook(tg_tape *tp, tg_sweep_hook fn, void *user)
+{
+    tp->hook = fn;
+    tp->hook_user = user;
+}
 
 /* ---- tensor views ---------------------------------------------------------- */
 int tg_rows(const tg_tensor *t) { return t->rows; }
@@ -122,21 +127,6 @@ static int finite_all(const tg_real *v, size_t n)
     return 1;
 }
 
-static void describe(const tg_tensor *t, char *buf, size_t len)
-{
-    char sh[32];
-    int k = snprintf(buf, len, "entry %d (%s %s", t->index, tg_tensor_op(t),
-                     tg_shape_str(sh, t->rows, t->cols, t->ndim));
-    if (k < 0 || (size_t)k >= len) return;
-    if (t->label) {
-        int k2 = t->step >= 0 ? snprintf(buf + k, len - k, " '%s[t=%d]'", t->label, t->step)
-                              : snprintf(buf + k, len - k, " '%s'", t->label);
-        if (k2 < 0 || (size_t)(k += k2) >= len) return;
-    }
-    if (t->file) snprintf(buf + k, len - k, " at %s:%d:%d)", t->file, t->line, t->column);
-    else snprintf(buf + k, len - k, ")");
-}
-
 tg_tensor *tg_input(tg_tape *tp, int rows, int cols, const tg_real *data, int requires_grad)
 {
     if (!tp) return NULL;
@@ -155,7 +145,9 @@ tg_tensor *tg_input(tg_tape *tp, int rows, int cols, const tg_real *data, int re
     t->requires_grad = requires_grad != 0;
     if (push(tp, t)) return NULL;
     if (tp->detect_anomaly && !finite_all(t->val, n)) {
-        tg_error(tp->ctx, TG_ERR_NONFINITE, "non-finite value in input entry %d", t->index);
+        char what[TG_ERRMSG_LEN - 64];
+        tg_describe_entry(t, TG_DESCRIBE_VALUE, what, sizeof what);
+        tg_error(tp->ctx, TG_ERR_NONFINITE, "non-finite value in input %s", what);
         return NULL;
     }
     return t;
@@ -209,8 +201,9 @@ tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
     if (push(tp, t)) return NULL;
     d->forward(t);
     if (tp->detect_anomaly && !finite_all(t->val, tg_numel(t))) {
-        describe(t, err, sizeof err);
-        tg_error(ctx, TG_ERR_NONFINITE, "non-finite value computed by %s", err);
+        char what[TG_ERRMSG_LEN - 64];
+        tg_describe_entry(t, TG_DESCRIBE_VALUE, what, sizeof what);
+        tg_error(ctx, TG_ERR_NONFINITE, "non-finite value computed by %s", what);
         return NULL;
     }
     return t;
@@ -277,16 +270,18 @@ tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
     if (!loss->requires_grad) return TG_OK; /* nothing upstream needs a gradient */
     loss->grad[0] = 1;
 
-    char where[256];
+    if (tp->hook) tp->hook(NULL, tp->hook_user);
     for (int i = last; i >= 0; i--) {
         tg_tensor *t = tp->nodes[i];
         if (!t->grad || !t->op) continue;
         t->op->def.backward(t);
+        if (tp->hook) tp->hook(t, tp->hook_user);
         if (tp->detect_anomaly) {
             for (int k = 0; k < t->n_in; k++) {
                 tg_tensor *x = t->in[k];
                 if (x->grad && !finite_all(x->grad, tg_numel(x))) {
-                    describe(t, where, sizeof where);
+                    char where[TG_ERRMSG_LEN - 64];
+                    tg_describe_entry(t, TG_DESCRIBE_GRAD, where, sizeof where);
                     return tg_error(ctx, TG_ERR_NONFINITE,
                                     "non-finite gradient flowing into input %d of %s", k, where);
                 }

@@ -132,6 +132,62 @@ void tg_params_zero_grad(tg_params *ps);
  * before clipping. */
 double tg_params_clip_grad(tg_params *ps, double max_norm);
 
+/* ---- optimizers ------------------------------------------------------------
+ * One loop over the contiguous value and gradient buffers of a tg_params.
+ * A step clips the gradients by global norm (if clip > 0), adds the weight
+ * decay, then updates:
+ *   SGD       p -= lr g
+ *   MOMENTUM  b = mu b + g;  p -= lr (nesterov ? g + mu b : b)
+ *   ADAM      m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ *             p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+ *   RMSPROP   v = rho v + (1-rho) g^2;  p -= lr g / (sqrt(v) + eps)
+ * Weight decay is L2 (g += wd p) unless decoupled (p -= lr wd p first, as
+ * AdamW).  Gradients are left as the step used them (clipped, decayed). */
+typedef struct tg_optim tg_optim;
+typedef enum tg_optim_kind {
+    TG_OPTIM_SGD, TG_OPTIM_MOMENTUM, TG_OPTIM_ADAM, TG_OPTIM_RMSPROP
+} tg_optim_kind;
+
+typedef struct tg_optim_opts {
+    tg_optim_kind kind;
+    double lr;
+    double momentum;      /* MOMENTUM: mu */
+    int nesterov;         /* MOMENTUM: Nesterov's look-ahead form */
+    double beta1, beta2;  /* ADAM */
+    double rho;           /* RMSPROP: decay of the squared-gradient average */
+    double eps;           /* ADAM, RMSPROP */
+    double weight_decay;  /* 0: none */
+    int decoupled;        /* weight decay applied to p, not added to g */
+    double clip;          /* global gradient norm limit; 0: no clipping */
+} tg_optim_opts;
+
+/* The usual settings for kind: lr 0.01 (ADAM 0.001), momentum 0.9, betas 0.9
+ * and 0.999, rho 0.99, eps 1e-8, no decay, no clipping. */
+tg_optim_opts tg_optim_defaults(tg_optim_kind kind);
+/* "sgd", "momentum", "adam", "rmsprop"; parsing returns -1 for an unknown name. */
+const char *tg_optim_kind_name(tg_optim_kind kind);
+int tg_optim_kind_parse(const char *name);
+/* An optimizer for every parameter ps has now or gets later (state grows
+ * with the buffers, zero-filled).  opts is copied; ps is borrowed and must
+ * outlive it.  NULL with the error in the context on a bad option. */
+tg_optim *tg_optim_new(tg_params *ps, const tg_optim_opts *opts);
+void tg_optim_free(tg_optim *o);
+/* One update from the gradients in ps.  *grad_norm (may be NULL) gets the
+ * global norm before clipping.  A NaN or Inf gradient norm changes nothing
+ * and returns TG_ERR_NONFINITE. */
+tg_status tg_optim_step(tg_optim *o, double *grad_norm);
+const tg_optim_opts *tg_optim_get_opts(const tg_optim *o);
+void tg_optim_set_lr(tg_optim *o, double lr);
+/* Checkpoints: the steps taken (ADAM's t) and the per-scalar state buffers,
+ * laid out like tg_params_values() (a parameter's state is at the same
+ * offset as its values): none for SGD, "velocity" for MOMENTUM, "m" and "v"
+ * for ADAM, "sq" for RMSPROP.  Buffers are owned by o; write into them to
+ * restore a state. */
+uint64_t tg_optim_steps(const tg_optim *o);
+void tg_optim_set_steps(tg_optim *o, uint64_t steps);
+int tg_optim_state_count(const tg_optim *o);
+tg_real *tg_optim_state(tg_optim *o, int k, const char **name);
+
 /* ---- the tape ------------------------------------------------------------- */
 
 tg_tape *tg_tape_new(tg_ctx *ctx);
@@ -214,6 +270,60 @@ tg_status tg_op_shape(tg_ctx *ctx, const char *op, int n, const int (*in)[2],
  * tape entries are zeroed first, so backward may run again on the same tape. */
 tg_status tg_backward(tg_tape *tape, tg_tensor *loss);
 
+/* Debugging views (per-step gradient norms, dumps) watch the sweep: fn is
+ * called once with entry = NULL before the first entry, then after each
+ * entry's backward.  NULL removes it.  Costs one branch per entry when off. */
+typedef void (*tg_sweep_hook)(tg_tensor *entry, void *user);
+void tg_tape_set_sweep_hook(tg_tape *tape, tg_sweep_hook fn, void *user);
+
+/* ---- debugging: tape dumps, first bad number, gradient norms -------------- */
+
+/* A dump lists every tape entry (index, op, label[t=step], FILE:LINE:COL,
+ * inputs, shape, a summary of the value and, after tg_backward(), of the
+ * gradient) and the parameters the tape reads.  TEXT is one whitespace-
+ * separated line per entry (for grep and diff), JSON the same facts for
+ * tools, DOT a Graphviz graph with a cluster per time step and NaN/Inf
+ * outlined in red.  Entries without a label take the step of what reads them. */
+typedef enum tg_dump_format { TG_DUMP_TEXT, TG_DUMP_JSON, TG_DUMP_DOT } tg_dump_format;
+
+typedef struct tg_dump_opts {
+    int grads;            /* also summarise gradients (after tg_backward) */
+    int fold;             /* TEXT, DOT: show the first and last step, fold the rest */
+    int max_values;       /* print the values of tensors this small: 0 means 4, -1 never */
+    tg_tensor *loss;      /* drawn as the loss; NULL: the last entry if backward ran from it */
+    const char *const *targets; /* NULL-terminated labels of target inputs; NULL:
+                                   inputs read as the target of a loss op */
+    const char *title;    /* e.g. the model file, shown at the top; may be NULL */
+} tg_dump_opts;
+
+/* Writes the tape to out (opts may be NULL).  TG_ERR_IO if writing fails. */
+tg_status tg_tape_dump(tg_tape *tape, FILE *out, tg_dump_format fmt, const tg_dump_opts *opts);
+const char *tg_dump_format_name(tg_dump_format fmt); /* "text", "json", "dot" */
+int tg_dump_format_parse(const char *name);          /* -1 if unknown */
+
+/* The first NaN or Inf on the tape: the first entry whose value is not
+ * finite, else (if loss is not NULL) the first gradient in sweep order.
+ * Returns TG_ERR_NONFINITE with a message like anomaly mode's (entry, op,
+ * label[t=], FILE:LINE:COL, its inputs' summaries), or TG_OK. */
+tg_status tg_tape_check_finite(tg_tape *tape, tg_tensor *loss);
+
+/* Per-step gradient norms, the vanishing/exploding picture of BPTT.  Runs
+ * tg_backward(tape, loss) and records, for each time step t (a row) and each
+ * parameter of ps (a column; ps NULL: those the tape reads), the norm of the
+ * part of its gradient that step t's entries added; then one column per
+ * labelled equation, |dL/d label[t]|.  Row -1 of a parameter column is the
+ * norm of all it gained in the sweep.  NULL with the error in the context
+ * (the sweep's own errors included).  Free with tg_grad_norms_free(). */
+typedef struct tg_grad_norms tg_grad_norms;
+tg_grad_norms *tg_grad_norms_new(tg_tape *tape, tg_tensor *loss, tg_params *ps);
+void tg_grad_norms_free(tg_grad_norms *gn);
+void tg_grad_norms_size(const tg_grad_norms *gn, int *rows, int *cols);
+int tg_grad_norms_step(const tg_grad_norms *gn, int row);    /* -1: entries without a step */
+const char *tg_grad_norms_name(const tg_grad_norms *gn, int col, int *is_param); /* owned by gn */
+double tg_grad_norms_at(const tg_grad_norms *gn, int row, int col);  /* NaN where none */
+/* A table for people, or CSV (step,<params>,dL/d<name>...; a last "total" row). */
+tg_status tg_grad_norms_write(const tg_grad_norms *gn, FILE *out, int csv);
+
 /* ---- gradient check --------------------------------------------------------- */
 
 /* Builds the function to check on a reset tape and returns its 1x1 output
@@ -242,6 +352,93 @@ tg_status tg_gradcheck(tg_tape *tape, tg_params *ps, tg_build_fn build, void *us
 
 /* ---- models: YAML model files, data and params files (models/) ----------
  * (this section is owned by the models work; see models/README.md) */
+
+/* A model file declares dims, params, per-step inputs, targets and states, the
+ * equations of one time step, outputs and a loss; it is parsed, checked and
+ * compiled once, then unrolled onto a tape for any number of steps.  Model,
+ * data and params files are plain YAML data; every problem is reported as
+ * "FILE:LINE:COL: message" in tg_errmsg(). */
+typedef struct tg_model tg_model;     /* a checked, compiled model file */
+typedef struct tg_dataset tg_dataset; /* sequences read from a data file */
+
+/* A dimension to override the file's `dims` with, e.g. {"hidden", 3};
+ * read during the load only. */
+typedef struct tg_dim { const char *name; int value; } tg_dim;
+
+/* Reads, checks and compiles a model (from a file, or from text[0..len) with
+ * filename used in messages).  dims may be NULL.  Returns NULL with the error
+ * in tg_errmsg(ctx).  Ops are looked up now: register custom ops first.  The
+ * model must outlive every tape it records on (labels point into it); free it
+ * with tg_model_free(). */
+tg_model *tg_model_load(tg_ctx *ctx, const char *path, const tg_dim *dims, int n_dims);
+tg_model *tg_model_parse(tg_ctx *ctx, const char *filename, const char *text, size_t len,
+                         const tg_dim *dims, int n_dims);
+void tg_model_free(tg_model *m);
+
+/* What a model declares, by role, in declaration order.  tg_model_var gives
+ * the name (owned by the model; NULL if i is out of range) and the shape:
+ * cols is 0 for a 1-D parameter [n] and TG_MODEL_BATCH where there is one
+ * column per batch item (inputs, targets, states, most outputs); a dim has
+ * rows = its value.  has_loss: the model declares a `loss`. */
+typedef enum tg_model_role {
+    TG_ROLE_PARAM, TG_ROLE_INPUT, TG_ROLE_TARGET, TG_ROLE_STATE, TG_ROLE_DIM, TG_ROLE_OUTPUT
+} tg_model_role;
+#define TG_MODEL_BATCH (-1)
+const char *tg_model_name(const tg_model *m);
+int tg_model_count(const tg_model *m, tg_model_role role);
+const char *tg_model_var(const tg_model *m, tg_model_role role, int i, int *rows, int *cols);
+int tg_model_has_loss(const tg_model *m);
+
+/* Adds every declared parameter to ps (one already there with the same shape
+ * is reused) and sets it by its `init`; random inits draw from the context's
+ * generator, seeded with seed first. */
+tg_status tg_model_init_params(const tg_model *m, tg_params *ps, uint64_t seed);
+
+/* Params files: a mapping from parameter name to nested lists in the declared
+ * shape.  Loading overwrites the named parameters (adding any missing from
+ * ps); the rest keep their values.  Saving writes every model parameter
+ * atomically (temporary file, fsync, rename). */
+tg_status tg_params_load(tg_params *ps, const tg_model *m, const char *path);
+tg_status tg_params_save(tg_params *ps, const tg_model *m, const char *path);
+
+/* Data files: one sequence (a mapping from input/target name to a list of
+ * steps) or a list of them.  The model is only read while loading.  Free
+ * with tg_dataset_free(). */
+tg_dataset *tg_dataset_load(tg_ctx *ctx, const tg_model *m, const char *path);
+tg_dataset *tg_dataset_parse(tg_ctx *ctx, const tg_model *m, const char *filename,
+                             const char *text, size_t len);
+/* One sequence of `steps` steps and `batch` columns, inputs uniform in
+ * [-1, 1) and targets uniform in [0, 1), from a generator seeded with seed. */
+tg_dataset *tg_dataset_random(tg_ctx *ctx, const tg_model *m, int steps, int batch, uint64_t seed);
+void tg_dataset_free(tg_dataset *d);
+int tg_dataset_count(const tg_dataset *d);            /* sequences */
+int tg_dataset_steps(const tg_dataset *d, int seq);
+int tg_dataset_batch(const tg_dataset *d, int seq);
+/* All steps of input or target i of a sequence: step t is the [rows, batch]
+ * block at t * rows * batch, row-major.  NULL for a target the file lacks.
+ * Owned by d. */
+const tg_real *tg_dataset_values(const tg_dataset *d, int seq, tg_model_role role, int i);
+
+/* Records steps [t0, t0 + steps) of a batch of equal-length sequences onto a
+ * tape (of the model's context).  Fill the inputs (all borrowed and read only
+ * during the call), call, read the outputs (owned by the tape: valid until
+ * tg_tape_reset).  To go on with the next chunk (truncated BPTT), copy
+ * tg_data() of each final state out and pass it as state0: it starts the next
+ * chunk without a gradient. */
+typedef struct tg_unroll {
+    tg_params *params;            /* holds every model parameter */
+    int batch;                    /* B >= 1 */
+    int t0, steps;                /* the steps to record */
+    int seq_steps;                /* the sequence length T (for `loss_at: last`); 0: t0 + steps */
+    const tg_real *const *inputs; /* per input, laid out as tg_dataset_values() */
+    const tg_real *const *targets;/* per target, likewise; NULL: record no loss */
+    const tg_real *const *state0; /* per state [rows, B] values; NULL (or a NULL entry): its init */
+    tg_tensor *loss;              /* out: 1x1 sum of the per-step losses (or the last
+                                     step's); NULL without targets or loss step */
+    tg_tensor **outputs;          /* out: outputs[k * n_outputs + j] is output j at step t0 + k */
+    tg_tensor **state;            /* out: each state after the last recorded step */
+} tg_unroll;
+tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u);
 
 /* ---- end of models -------------------------------------------------------- */
 

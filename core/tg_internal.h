@@ -161,6 +161,8 @@ struct tg_tape {
     tg_tensor **nodes;
     int n, cap;
     bool detect_anomaly;
+    tg_sweep_hook hook;
+    void *hook_user;
 };
 
 typedef struct tg_param_entry {
@@ -188,6 +190,22 @@ tg_status tg_error(tg_ctx *ctx, tg_status s, const char *fmt, ...)
 tg_status tg_verror(tg_ctx *ctx, tg_status s, const char *fmt, va_list ap);
 /* "[3, 4]" or "[3]" for error messages; buf needs 32 bytes */
 const char *tg_shape_str(char *buf, int rows, int cols, int ndim);
+
+/* Anomaly messages (dump.c): "entry 7 (exp [2] 'h[t=3]' at m.yaml:4:9)", then
+ * the entry's value or gradient and its inputs' summaries. */
+enum { TG_DESCRIBE_NAME, TG_DESCRIBE_VALUE, TG_DESCRIBE_GRAD };
+void tg_describe_entry(const tg_tensor *t, int what, char *buf, size_t len);
+
+/* Whole-file writes that are never seen half-done (core/atomic.c): write to
+ * a->f, then commit (fsync + rename) or abort.  Both return -1 with errno. */
+typedef struct tg_atomic {
+    FILE *f;
+    const char *path; /* borrowed */
+    char tmp[4200];
+} tg_atomic;
+int tg_atomic_open(tg_atomic *a, const char *path);
+int tg_atomic_commit(tg_atomic *a);
+void tg_atomic_abort(tg_atomic *a);
 
 /* Record one entry: checks shapes, allocates the value, runs forward. */
 tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
