@@ -84,9 +84,23 @@ test: all $(TESTS)
 	@! grep -n -E "LeakSanitizer|AddressSanitizer|runtime error:" $(BUILD)/test.log || \
 	  { echo "sanitizer reports above: failing"; exit 1; }
 
-# The main job a newcomer runs after building: see README.
+# The main job a newcomer runs after building (README): the lecture's BPTT
+# example, the lecture's network trained on its sequence and its predictions,
+# then a character model trained on a text and a sample of what it writes.
+CORPUS ?= /usr/share/games/fortunes/fortunes
+DEMO   := $(BUILD)/demo
 demo: all
+	@mkdir -p $(DEMO)
+	@echo "== 1. the lecture's worked example: tape vs hand formulas vs finite differences"
 	$(BUILD)/examples/seed_bptt
+	@echo; echo "== 2. train the lecture's network on its sequence, then predict"
+	$(TOOL) train models/elman.yaml --data examples/data/seed.yaml --params examples/data/seed-params.yaml \
+	    --epochs 5000 --lr 0.05 --target 1e-4 --save $(DEMO)/seed.params
+	$(TOOL) run models/elman.yaml --data examples/data/seed.yaml --params $(DEMO)/seed.params
+	@echo; echo "== 3. a character-level model on $(CORPUS), then a sample"
+	$(TOOL) train models/char_rnn.yaml --data $(CORPUS) --batch 16 --bptt 64 --epochs 30 \
+	    --lr 0.003 --clip 5 --save $(DEMO)/chars.params
+	$(TOOL) sample models/char_rnn.yaml --params $(DEMO)/chars.params --temperature 0.7 --length 400
 
 # Convergence of the examples (steps, seconds, final loss): measured, not a test.
 bench-convergence: all
@@ -142,3 +156,64 @@ clean:
 .PHONY: bench
 bench:
 	BENCH_OPT='$(OPT)' bench/run.sh
+
+# ---- fuzzing (issue 7): libFuzzer harnesses in tests/fuzz/, built by clang with
+# ASan + UBSan in build/fuzz (the library objects with -fsanitize=fuzzer-no-link).
+#   make fuzz             build the five harnesses
+#   make fuzz-short       each harness FUZZ_SECONDS (default 30), as `make check` does
+#   make fuzz-long        each harness 600 s; the summary is build/fuzz/logs/summary.txt
+# Seed corpora are copied from models/, tests/malformed/, tests/data/ and
+# examples/ into build/fuzz/corpus/NAME at run time; findings go to
+# build/fuzz/artifacts/.  Every crash, hang or leak becomes a regression case in
+# tests/malformed/ (models) or tests/data/ + tests/test_hostile.c (data, params).
+.PHONY: fuzz fuzz-short fuzz-long fuzz-corpus valgrind
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_NAMES   := model expr data params all
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_SECONDS ?= 30
+FUZZ_RSS_MB  ?= 2048
+FUZZ_FLAGS   ?= -timeout=10 -rss_limit_mb=$(FUZZ_RSS_MB) -max_len=65536 -print_final_stats=1
+ifeq ($(FUZZING),1)
+  CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer -DTG_FUZZING
+endif
+
+fuzz:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 FUZZING=1 $(FUZZ_BUILD)/libtapegrad.a
+	$(MAKE) $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_BUILD)/libtapegrad.a
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -O1 -g -Icore -Iops -Imodels $(DEPS_CFLAGS) \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+	    -o $@ $< $(FUZZ_BUILD)/libtapegrad.a $(DEPS_LIBS)
+
+# The seed corpora: copies of the repository's own files, made fresh each run
+# (the corpus directory also keeps what earlier runs found).
+fuzz-corpus:
+	@for n in $(FUZZ_NAMES); do mkdir -p $(FUZZ_BUILD)/corpus/$$n $(FUZZ_BUILD)/artifacts/$$n; done
+	@cp models/*.yaml examples/adding/*.yaml tests/malformed/*.yaml $(FUZZ_BUILD)/corpus/model/
+	@cp models/*.yaml examples/adding/*.yaml tests/malformed/*.yaml $(FUZZ_BUILD)/corpus/all/
+	@cp examples/data/*.yaml tests/data/*.yaml $(FUZZ_BUILD)/corpus/data/
+	@cp examples/data/*.yaml tests/data/*.yaml $(FUZZ_BUILD)/corpus/params/
+	@tests/fuzz/seed_expr.sh $(FUZZ_BUILD)/corpus/expr models/*.yaml examples/adding/*.yaml tests/malformed/*.yaml
+	@tests/fuzz/seed_all.sh $(FUZZ_BUILD)/corpus/all
+
+# One harness for $(1) seconds each; fails on any finding.  -fork is not used so
+# that the final stats (executions, cov, ft, corpus) land in the log.
+fuzz-run: fuzz fuzz-corpus
+	@mkdir -p $(FUZZ_BUILD)/logs; rm -f $(FUZZ_BUILD)/logs/summary.txt; fail=0; \
+	for n in $(FUZZ_NAMES); do \
+	  log=$(FUZZ_BUILD)/logs/$$n.log; \
+	  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(FUZZ_BUILD)/fuzz_$$n $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
+	    -dict=tests/fuzz/tapegrad.dict -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$n/ \
+	    $(FUZZ_BUILD)/corpus/$$n > $$log 2>&1 || { fail=1; echo "fuzz_$$n: FOUND SOMETHING, see $$log"; tail -40 $$log; }; \
+	  tests/fuzz/summary.sh $$n $$log | tee -a $(FUZZ_BUILD)/logs/summary.txt; \
+	done; exit $$fail
+
+fuzz-short:
+	$(MAKE) fuzz-run FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+fuzz-long:
+	$(MAKE) fuzz-run FUZZ_SECONDS=600

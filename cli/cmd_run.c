@@ -51,13 +51,23 @@ static int run(const cli_cmd *cmd, int argc, char **argv)
             else if (nq > 1) printf("sequence %d\n", q + 1);
             for (int k = 0; k < u[q].steps; k++) {
                 if (json) fputs(k ? ", {" : "{", stdout);
-                else printf("step %d", k);
+                else printf("step %d", k + 1); /* from 1, as the dumps and the lecture count */
                 for (int j = 0; j < no; j++) {
                     const char *name = tg_model_var(s.model, TG_ROLE_OUTPUT, j, NULL, NULL);
                     tg_tensor *t = u[q].outputs[(size_t)k * (size_t)no + (size_t)j];
                     if (json) printf("%s\"%s\": ", j ? ", " : "", name);
                     else printf("  %s = ", name);
                     print_output(stdout, t, json);
+                }
+                /* the target beside the prediction, when the data has it */
+                for (int i = 0; !json && i < tg_model_count(s.model, TG_ROLE_TARGET); i++) {
+                    int rows, B = tg_dataset_batch(s.data, q);
+                    const char *name = tg_model_var(s.model, TG_ROLE_TARGET, i, &rows, NULL);
+                    const tg_real *y = tg_dataset_values(s.data, q, TG_ROLE_TARGET, i);
+                    if (!y) continue;
+                    printf("   (%s = ", name);
+                    cli_text_value(stdout, y + (size_t)k * (size_t)rows * (size_t)B, rows, B);
+                    fputc(')', stdout);
                 }
                 if (json) fputc('}', stdout);
                 else fputc('\n', stdout);

@@ -164,7 +164,7 @@ MT_TEST(cli, grad_text_and_run)
     const char *run[] = {"run", SEED_ARGS, NULL};
     r = tool(run);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "step 0  o = 0.4625"), "%s", r.out);
+    cr_expect(strstr(r.out, "step 1  o = 0.4625"), "%s", r.out);
     cr_expect(strstr(r.out, "step 2  o = -0.3497"), "%s", r.out);
     cr_expect(strstr(r.out, "loss 3.92886"), "%s", r.out);
     result_free(&r);
@@ -290,7 +290,7 @@ MT_TEST(cli, bad_data_and_params_files)
     const char *run[] = {"run", "models/elman.yaml", "--data", path, NULL};
     r = tool(run);
     cr_expect_eq(r.code, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "step 1  o = "), "%s", r.out);
+    cr_expect(strstr(r.out, "step 2  o = "), "%s", r.out);
     result_free(&r);
     const char *grad[] = {"grad", "models/elman.yaml", "--data", path, NULL};
     r = tool(grad);

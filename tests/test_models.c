@@ -149,7 +149,7 @@ MT_TEST(models, anomaly_names_the_equation)
     const tg_real *tg[1] = {tg_dataset_values(L.d, 0, TG_ROLE_TARGET, 0)};
     tg_unroll u = {.params = L.ps, .batch = 1, .steps = 3, .inputs = in, .targets = tg};
     cr_assert_eq(tg_model_unroll(L.m, L.tape, &u), TG_ERR_NONFINITE);
-    /* the first NaN is V @ h in the equation of o, at step 0 */
+    /* the first NaN is V @ h in the equation of o, at step 1 */
     char *text = mt_read("models/elman.yaml", NULL);
     cr_assert(text);
     const char *at = strstr(text, "o = tanh(V @ h + c)");
