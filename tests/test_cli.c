@@ -165,7 +165,7 @@ MT_TEST(cli, grad_text_and_run)
     r = tool(run);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "step 1  o = 0.4625"), "%s", r.out);
-    cr_expect(strstr(r.out, "step 2  o = -0.3497"), "%s", r.out);
+    cr_expect(strstr(r.out, "step 3  o = -0.3497"), "%s", r.out);
     cr_expect(strstr(r.out, "loss 3.92886"), "%s", r.out);
     result_free(&r);
 
