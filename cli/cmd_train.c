@@ -432,6 +432,7 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
     sigaction(SIGTERM, &sa, &old_term);
 
     tg_tape *tape = R.s.tape;
+    tg_tape_keep_grads(tape, 0); /* training reads parameter gradients only */
     double t_start = now(), t_shown = 0, base_seconds = pos.seconds;
     uint64_t step0 = pos.step;
     double last_epoch_loss = NAN, first_epoch_loss = NAN;

@@ -6,7 +6,8 @@
 #define TG_CHUNK_MIN ((size_t)64 << 10)
 
 static inline size_t align_up(size_t n) { return (n + TG_ALIGN - 1) & ~(size_t)(TG_ALIGN - 1); }
-static inline size_t chunk_header(void) { return align_up(sizeof(tg_chunk)); }
+_Static_assert(sizeof(tg_chunk) <= TG_CHUNK_HEADER, "a chunk's header must fit its first line");
+static inline size_t chunk_header(void) { return TG_CHUNK_HEADER; }
 static inline char *chunk_data(tg_chunk *c) { return (char *)c + chunk_header(); }
 
 void tg_arena_init(tg_arena *a, tg_ctx *ctx)
@@ -40,21 +41,10 @@ static void chunk_free(tg_arena *a, tg_chunk *c)
     tg_free(a->ctx, raw, chunk_header() + c->size + TG_ALIGN + sizeof(void *));
 }
 
-/* Small requests (entries, scalars) are 16-byte aligned so a tape of scalar
- * ops stays dense; buffers of 64 bytes or more start on a cache line. */
-void *tg_arena_alloc(tg_arena *a, size_t bytes)
+/* The current chunk is full (tg_arena_alloc's inline path failed). */
+void *tg_arena_alloc_slow(tg_arena *a, size_t bytes)
 {
-    bytes = (bytes + 15) & ~(size_t)15;
-    if (!bytes) bytes = 16;
-    size_t align = bytes >= TG_ALIGN ? TG_ALIGN : 16;
-    tg_chunk *c = a->cur;
-    if (c) {
-        size_t start = (c->used + align - 1) & ~(align - 1);
-        if (start <= c->size && c->size - start >= bytes) {
-            c->used = start + bytes;
-            return chunk_data(c) + start;
-        }
-    }
+    tg_chunk *c = a->cur; /* a fresh chunk's data is cache-line aligned */
     /* move on to the next kept chunk that fits; skipped chunks stay for later
      * resets, so the same sequence of requests takes the same path each time */
     tg_chunk *prev = c;

@@ -27,6 +27,7 @@ void tg_tape_free(tg_tape *tp)
 void tg_tape_reset(tg_tape *tp)
 {
     tp->n = 0;
+    tp->n_free_sizes = 0; /* the buffers go back with the arena */
     tg_arena_reset(&tp->arena);
 }
 
@@ -38,6 +39,34 @@ size_t tg_tape_bytes(const tg_tape *tp)
     return tp->arena.reserved + (size_t)tp->cap * sizeof *tp->nodes;
 }
 void tg_tape_detect_anomaly(tg_tape *tp, int on) { tp->detect_anomaly = on != 0; }
+void tg_tape_keep_grads(tg_tape *tp, int keep) { tp->recycle_grads = !keep; }
+
+/* Gradient buffers a sweep no longer needs, kept by exact size for the next
+ * request of that size.  An RNN's entries come in a handful of sizes; past
+ * 16 sizes a buffer is simply left in the arena. */
+static void grad_release(tg_tape *tp, tg_real *g, size_t bytes)
+{
+    int i = 0;
+    while (i < tp->n_free_sizes && tp->free_grads[i].bytes != bytes) i++;
+    if (i == tp->n_free_sizes) {
+        if (i == 16 || bytes < sizeof(void *)) return;
+        tp->free_grads[tp->n_free_sizes++] = (struct tg_free_grads){bytes, NULL};
+    }
+    *(void **)g = tp->free_grads[i].head;
+    tp->free_grads[i].head = g;
+}
+
+static tg_real *grad_alloc(tg_tape *tp, size_t bytes)
+{
+    for (int i = 0; i < tp->n_free_sizes; i++)
+        if (tp->free_grads[i].bytes == bytes && tp->free_grads[i].head) {
+            void *g = tp->free_grads[i].head;
+            tp->free_grads[i].head = *(void **)g;
+            return g;
+        }
+    return tg_arena_alloc(&tp->arena, bytes);
+}
+
 void tg_tape_set_sweep_hook(tg_tape *tp, tg_sweep_hook fn, void *user)
 {
     tp->hook = fn;
@@ -98,21 +127,25 @@ static tg_status push(tg_tape *tp, tg_tensor *t)
     return TG_OK;
 }
 
-static tg_tensor *new_entry(tg_tape *tp, int rows, int cols, int ndim, int n_in)
+/* One arena block per entry: the struct, its input list, then its value
+ * (on a cache line when it is large enough to be worth one). */
+static tg_tensor *new_entry(tg_tape *tp, int rows, int cols, int ndim, int n_in, bool own_value)
 {
-    size_t n = (size_t)rows * (size_t)cols;
-    tg_tensor *t = tg_arena_alloc(&tp->arena, sizeof *t + (size_t)n_in * sizeof(tg_tensor *));
-    if (!t) return NULL;
-    tg_real *val = tg_arena_alloc(&tp->arena, n * sizeof(tg_real));
-    if (!val) return NULL;
-    memset(t, 0, sizeof *t);
-    t->val = val;
-    t->in = (tg_tensor **)(t + 1);
-    t->n_in = n_in;
-    t->rows = rows;
-    t->cols = cols;
-    t->ndim = (signed char)ndim;
-    t->step = -1;
+    size_t n = (size_t)rows * (size_t)cols, vbytes = own_value ? n * sizeof(tg_real) : 0;
+    size_t head = sizeof(tg_tensor) + (size_t)n_in * sizeof(tg_tensor *);
+    head = vbytes >= TG_ALIGN ? (head + TG_ALIGN - 1) & ~(size_t)(TG_ALIGN - 1) : (head + 15) & ~(size_t)15;
+    char *block = tg_arena_alloc(&tp->arena, head + vbytes);
+    if (!block) return NULL;
+    tg_tensor *t = (tg_tensor *)block;
+    *t = (tg_tensor){
+        .val = own_value ? (tg_real *)(block + head) : NULL,
+        .in = (tg_tensor **)(t + 1),
+        .n_in = n_in,
+        .rows = rows,
+        .cols = cols,
+        .ndim = (signed char)ndim,
+        .step = -1,
+    };
     return t;
 }
 
@@ -127,7 +160,8 @@ static int finite_all(const tg_real *v, size_t n)
     return 1;
 }
 
-tg_tensor *tg_input(tg_tape *tp, int rows, int cols, const tg_real *data, int requires_grad)
+static tg_tensor *input(tg_tape *tp, int rows, int cols, const tg_real *data, int requires_grad,
+                        bool borrow)
 {
     if (!tp) return NULL;
     int ndim = cols == 0 ? 1 : 2;
@@ -136,10 +170,15 @@ tg_tensor *tg_input(tg_tape *tp, int rows, int cols, const tg_real *data, int re
         tg_error(tp->ctx, TG_ERR_ARG, "input: bad shape [%d, %d]", rows, cols);
         return NULL;
     }
-    tg_tensor *t = new_entry(tp, rows, cols, ndim, 0);
+    if (borrow && !data) {
+        tg_error(tp->ctx, TG_ERR_ARG, "input_ref: data is NULL");
+        return NULL;
+    }
+    tg_tensor *t = new_entry(tp, rows, cols, ndim, 0, !borrow);
     if (!t) return NULL;
     size_t n = tg_numel(t);
-    if (data) memcpy(t->val, data, n * sizeof(tg_real));
+    if (borrow) t->val = (tg_real *)data; /* read-only by contract: no op writes an input */
+    else if (data) memcpy(t->val, data, n * sizeof(tg_real));
     else memset(t->val, 0, n * sizeof(tg_real));
     t->kind = TG_KIND_INPUT;
     t->requires_grad = requires_grad != 0;
@@ -151,6 +190,16 @@ tg_tensor *tg_input(tg_tape *tp, int rows, int cols, const tg_real *data, int re
         return NULL;
     }
     return t;
+}
+
+tg_tensor *tg_input(tg_tape *tp, int rows, int cols, const tg_real *data, int requires_grad)
+{
+    return input(tp, rows, cols, data, requires_grad, false);
+}
+
+tg_tensor *tg_input_ref(tg_tape *tp, int rows, int cols, const tg_real *data)
+{
+    return input(tp, rows, cols, data, 0, true);
 }
 
 tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
@@ -169,6 +218,12 @@ tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
     int all_1d = 1, needs_grad = 0;
     for (int i = 0; i < n; i++) {
         if (!in[i]) return NULL; /* chained failure: keep the first message */
+        if (in[i]->kind != TG_KIND_PARAM &&
+            (in[i]->index < 0 || in[i]->index >= tp->n || tp->nodes[in[i]->index] != in[i])) {
+            tg_error(ctx, TG_ERR_ARG, "%s: input %d is not an entry of this tape "
+                     "(another tape's, or recorded before a reset)", d->name, i + 1);
+            return NULL;
+        }
         shapes[i][0] = in[i]->rows;
         shapes[i][1] = in[i]->cols;
         all_1d &= in[i]->ndim == 1;
@@ -187,7 +242,7 @@ tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
                  tg_shape_str(sh, out[0], out[1], 2));
         return NULL;
     }
-    tg_tensor *t = new_entry(tp, out[0], out[1], all_1d && out[1] == 1 ? 1 : 2, n);
+    tg_tensor *t = new_entry(tp, out[0], out[1], all_1d && out[1] == 1 ? 1 : 2, n, true);
     if (!t) return NULL;
     t->op = op;
     for (int i = 0; i < n; i++) t->in[i] = in[i];
@@ -245,35 +300,38 @@ tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
     if (!isfinite(loss->val[0]))
         return tg_error(ctx, TG_ERR_NONFINITE, "backward: the loss is %g", (double)loss->val[0]);
 
-    /* Gradients exist only for entries that need one and lie on a path to the
-     * loss; they are zeroed here, not at record time, so forward-only use of a
-     * tape pays nothing for them. */
-    int last = loss->index;
-    for (int i = 0; i <= last; i++) tp->nodes[i]->reached = 0;
-    loss->reached = 1;
-    for (int i = last; i >= 0; i--) {
-        tg_tensor *t = tp->nodes[i];
-        if (!t->reached || !t->requires_grad) continue;
-        for (int k = 0; k < t->n_in; k++) t->in[k]->reached = 1;
-    }
-    for (int i = 0; i <= last; i++) {
-        tg_tensor *t = tp->nodes[i];
-        if (!t->reached || !t->requires_grad) {
-            if (t->kind != TG_KIND_PARAM) t->grad = NULL;
-            continue;
-        }
-        size_t n = tg_numel(t);
-        if (!t->grad && !(t->grad = tg_arena_alloc(&tp->arena, n * sizeof(tg_real))))
-            return TG_ERR_NOMEM;
-        memset(t->grad, 0, n * sizeof(tg_real));
+    /* One reverse pass.  An entry's gradient is allocated and zeroed when
+     * its first consumer is about to add into it: consumers come later on
+     * the tape, so every consumer has run by the time the sweep reaches the
+     * entry itself.  Entries no path from the loss reaches are skipped and
+     * keep no gradient; forward-only use of a tape pays nothing for them. */
+    const int last = loss->index;
+    unsigned id = ++tp->sweep;
+    if (id == 0) { /* wrapped after 2^32 sweeps: forget every old mark */
+        for (int i = 0; i < tp->n; i++) tp->nodes[i]->sweep = 0;
+        id = tp->sweep = 1;
     }
     if (!loss->requires_grad) return TG_OK; /* nothing upstream needs a gradient */
+    if (!loss->grad && !(loss->grad = tg_arena_alloc(&tp->arena, sizeof(tg_real)))) return TG_ERR_NOMEM;
     loss->grad[0] = 1;
+    loss->sweep = id;
 
     if (tp->hook) tp->hook(NULL, tp->hook_user);
     for (int i = last; i >= 0; i--) {
         tg_tensor *t = tp->nodes[i];
-        if (!t->grad || !t->op) continue;
+        if (t->sweep != id) {
+            t->grad = NULL;
+            continue;
+        }
+        if (!t->op) continue; /* a leaf: its gradient is complete */
+        for (int k = 0; k < t->n_in; k++) {
+            tg_tensor *x = t->in[k];
+            if (!x->requires_grad || x->kind == TG_KIND_PARAM || x->sweep == id) continue;
+            x->sweep = id;
+            size_t bytes = tg_numel(x) * sizeof(tg_real);
+            if (!x->grad && !(x->grad = grad_alloc(tp, bytes))) return TG_ERR_NOMEM;
+            memset(x->grad, 0, bytes);
+        }
         t->op->def.backward(t);
         if (tp->hook) tp->hook(t, tp->hook_user);
         if (tp->detect_anomaly) {
@@ -286,6 +344,10 @@ tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
                                     "non-finite gradient flowing into input %d of %s", k, where);
                 }
             }
+        }
+        if (tp->recycle_grads && t != loss) {
+            grad_release(tp, t->grad, tg_numel(t) * sizeof(tg_real));
+            t->grad = NULL;
         }
     }
     return TG_OK;

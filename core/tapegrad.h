@@ -201,10 +201,19 @@ size_t tg_tape_bytes(const tg_tape *tape);     /* arena bytes reserved */
 /* Check every value as it is recorded and every gradient as it is swept;
  * the first NaN/Inf fails with TG_ERR_NONFINITE naming entry, op and source. */
 void tg_tape_detect_anomaly(tg_tape *tape, int on);
+/* With keep = 0, tg_backward() recycles an entry's gradient buffer as soon as
+ * the entry has passed it on to its inputs, so gradient memory is the live
+ * set of a step or two instead of the whole tape, and tg_grad() of tape
+ * entries is NULL afterwards (parameters' and leaves' gradients stay).  For
+ * training loops; the default (1) keeps every gradient for inspection. */
+void tg_tape_keep_grads(tg_tape *tape, int keep);
 
 /* A leaf holding data, copied in (data may be NULL: zeros).  cols = 0 makes a
  * 1-D [rows] tensor.  If requires_grad, tg_grad() gives dL/d(leaf). */
 tg_tensor *tg_input(tg_tape *tape, int rows, int cols, const tg_real *data, int requires_grad);
+/* The same, but borrowing data instead of copying it: data must stay valid
+ * and unchanged until tg_tape_reset() or tg_tape_free().  No gradient. */
+tg_tensor *tg_input_ref(tg_tape *tape, int rows, int cols, const tg_real *data);
 
 /* ---- ops ------------------------------------------------------------------
  * Each records one entry and returns it (owned by the tape), or NULL with an

@@ -52,7 +52,28 @@ typedef struct tg_arena {
 } tg_arena;
 
 void tg_arena_init(tg_arena *a, tg_ctx *ctx);
-void *tg_arena_alloc(tg_arena *a, size_t bytes); /* NULL + error on OOM */
+void *tg_arena_alloc_slow(tg_arena *a, size_t bytes);
+
+/* A chunk's data starts one cache line after its header. */
+#define TG_CHUNK_HEADER ((size_t)TG_ALIGN)
+
+/* NULL + error on OOM.  Small requests (entries, scalars) are 16-byte
+ * aligned so a tape of scalar ops stays dense; 64 bytes or more start on a
+ * cache line.  Inline because recording an entry is a handful of these. */
+static inline void *tg_arena_alloc(tg_arena *a, size_t bytes)
+{
+    bytes = bytes ? (bytes + 15) & ~(size_t)15 : 16;
+    size_t align = bytes >= TG_ALIGN ? TG_ALIGN : 16;
+    tg_chunk *c = a->cur;
+    if (c) {
+        size_t start = (c->used + align - 1) & ~(align - 1);
+        if (start <= c->size && c->size - start >= bytes) {
+            c->used = start + bytes;
+            return (char *)c + TG_CHUNK_HEADER + start;
+        }
+    }
+    return tg_arena_alloc_slow(a, bytes);
+}
 void tg_arena_reset(tg_arena *a);
 void tg_arena_release(tg_arena *a);
 
@@ -133,8 +154,8 @@ struct tg_tensor {
     signed char ndim;
     unsigned char kind;
     unsigned char requires_grad;
-    unsigned char reached;  /* on the path to the loss in the current sweep */
     int index;              /* tape position; -1 for params */
+    unsigned sweep;         /* the tape's sweep that last reached it from the loss */
     double attr[TG_MAX_ATTRS];
     const char *label;      /* borrowed */
     int step;               /* time step for labels, -1 none */
@@ -161,6 +182,13 @@ struct tg_tape {
     tg_tensor **nodes;
     int n, cap;
     bool detect_anomaly;
+    unsigned sweep;         /* counts tg_backward calls, to mark entries reached */
+    bool recycle_grads;     /* !tg_tape_keep_grads */
+    struct tg_free_grads {  /* recycled gradient buffers, one list per size */
+        size_t bytes;
+        void *head;
+    } free_grads[16];
+    int n_free_sizes;
     tg_sweep_hook hook;
     void *hook_user;
 };

@@ -45,9 +45,13 @@ static tg_status run(const tg_model *m, tg_tape *tape, const tgm_instr *code, in
     return TG_OK;
 }
 
-static tg_tensor *leaf(const tg_model *m, tg_tape *tape, const tgm_var *v, int B, const tg_real *data, int t)
+/* Inputs and targets borrow the caller's buffers (valid for the recording,
+ * as tg_unroll promises); initial states are copied, since a trainer
+ * overwrites its carried state with the final one. */
+static tg_tensor *leaf(const tg_model *m, tg_tape *tape, const tgm_var *v, int B, const tg_real *data, int t,
+                       bool borrow)
 {
-    tg_tensor *x = tg_input(tape, v->rows, B, data, 0);
+    tg_tensor *x = borrow ? tg_input_ref(tape, v->rows, B, data) : tg_input(tape, v->rows, B, data, 0);
     if (x) {
         tg_tensor_set_label(x, v->name, t);
         tg_tensor_set_source(x, m->file, v->line, v->col);
@@ -60,7 +64,7 @@ static tg_tensor *leaf(const tg_model *m, tg_tape *tape, const tgm_var *v, int B
 static tg_tensor *initial_state(const tg_model *m, tg_tape *tape, const tgm_var *v, int B, const tg_real *given,
                                 int t)
 {
-    tg_tensor *x = leaf(m, tape, v, B, given, t);
+    tg_tensor *x = leaf(m, tape, v, B, given, t, false);
     if (!x || given) return x;
     tg_real *val = tg_data(x);
     for (int r = 0; r < v->rows; r++) {
@@ -125,12 +129,12 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
         for (int i = 0; i < ni; i++) {
             const tgm_var *v = &m->vars[TG_ROLE_INPUT][i];
             const tg_real *x = u->inputs[i] + (size_t)t * (size_t)v->rows * (size_t)B;
-            if (!(slots[v->slot] = leaf(m, tape, v, B, x, t + 1))) return tg_status_last(ctx);
+            if (!(slots[v->slot] = leaf(m, tape, v, B, x, t + 1, true))) return tg_status_last(ctx);
         }
         for (int i = 0; u->targets && i < nt; i++) {
             const tgm_var *v = &m->vars[TG_ROLE_TARGET][i];
             const tg_real *y = u->targets[i] + (size_t)t * (size_t)v->rows * (size_t)B;
-            if (!(slots[v->slot] = leaf(m, tape, v, B, y, t + 1))) return tg_status_last(ctx);
+            if (!(slots[v->slot] = leaf(m, tape, v, B, y, t + 1, true))) return tg_status_last(ctx);
         }
         if ((st = run(m, tape, m->step, m->n_step, slots, t))) return st;
         for (int j = 0; j < no; j++) outs[(size_t)k * (size_t)no + (size_t)j] = slots[m->outputs[j].slot];

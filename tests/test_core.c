@@ -427,3 +427,72 @@ Test(core, statuses_have_names)
     for (int s = TG_OK; s <= TG_ERR_CHECK; s++) cr_assert_neq(strcmp(tg_status_name(s), "unknown status"), 0);
     cr_assert_str_eq(tg_status_name((tg_status)99), "unknown status");
 }
+
+Test(core, an_entry_of_another_tape_or_before_a_reset_is_refused)
+{
+    tg_tape *t2 = tg_tape_new(ctx);
+    tg_tensor *foreign = tg_input(t2, 2, 0, NULL, 0);
+    tg_tensor *mine = tg_input(tape, 2, 0, NULL, 0);
+    cr_assert_null(tg_add(tape, mine, foreign));
+    cr_assert_eq(tg_status_last(ctx), TG_ERR_ARG);
+    cr_assert(strstr(tg_errmsg(ctx), "not an entry of this tape"), "%s", tg_errmsg(ctx));
+    tg_tape_reset(tape);
+    tg_input(tape, 3, 0, NULL, 0); /* reuses the memory mine pointed at */
+    cr_assert_null(tg_tanh(tape, tg_tape_at(t2, 0)));
+    tg_tape_free(t2);
+}
+
+Test(core, input_ref_borrows_the_callers_buffer)
+{
+    tg_real x[3] = {1, 2, 3};
+    tg_tensor *w = tg_params_add(ps, "w", 3, 0);
+    tg_tensor *r = tg_input_ref(tape, 3, 0, x);
+    cr_assert_eq(tg_data(r), x);
+    tg_tensor *l = tg_sum(tape, tg_mul(tape, w, r));
+    cr_assert_eq(tg_backward(tape, l), TG_OK);
+    cr_assert_float_eq(tg_grad(w)[2], 3, tol());
+    cr_assert_null(tg_grad(r));
+    cr_assert_null(tg_input_ref(tape, 3, 0, NULL));
+}
+
+/* an RNN's parameter gradients with and without recycling entry gradients */
+static void rnn_grads(int keep, tg_real *out, size_t *bytes)
+{
+    tg_ctx *c = tg_ctx_new(NULL);
+    tg_tape *t = tg_tape_new(c);
+    tg_params *p = tg_params_new(c);
+    tg_tensor *W = tg_params_add(p, "W", 32, 32), *U = tg_params_add(p, "U", 32, 8);
+    for (size_t i = 0; i < tg_size(W); i++) tg_data(W)[i] = (tg_real)(0.2 * sin(1.0 + i));
+    for (size_t i = 0; i < tg_size(U); i++) tg_data(U)[i] = (tg_real)(0.3 * cos(2.0 + i));
+    tg_tape_keep_grads(t, keep);
+    for (int rep = 0; rep < 2; rep++) {
+        tg_tape_reset(t);
+        tg_tensor *h = tg_input(t, 32, 4, NULL, 0), *loss = NULL, *h1 = NULL;
+        for (int s = 0; s < 200; s++) {
+            tg_real x[32];
+            for (int i = 0; i < 32; i++) x[i] = (tg_real)sin(0.1 * s + i);
+            h = tg_tanh(t, tg_add(t, tg_matmul(t, W, h), tg_matmul(t, U, tg_input(t, 8, 4, x, 0))));
+            if (s == 0) h1 = h;
+            tg_tensor *e = tg_mean(t, tg_mul(t, h, h));
+            loss = loss ? tg_add(t, loss, e) : e;
+        }
+        cr_assert_eq(tg_backward(t, loss), TG_OK, "%s", tg_errmsg(c));
+        if (keep) cr_assert_not_null(tg_grad(h1));
+        else cr_assert_null(tg_grad(h1), "a recycled entry must not show a stale gradient");
+    }
+    memcpy(out, tg_params_grads(p), tg_params_total(p) * sizeof(tg_real));
+    *bytes = tg_tape_bytes(t);
+    tg_params_free(p);
+    tg_tape_free(t);
+    tg_ctx_free(c);
+}
+
+Test(core, recycled_gradients_give_the_same_parameter_gradients_in_less_memory)
+{
+    static tg_real a[32 * 40 + 64], b[32 * 40 + 64];
+    size_t kept, recycled;
+    rnn_grads(1, a, &kept);
+    rnn_grads(0, b, &recycled);
+    cr_assert_eq(memcmp(a, b, sizeof a), 0, "recycling changed a gradient");
+    cr_assert_lt(recycled, kept, "tape bytes %zu with recycling, %zu without", recycled, kept);
+}
