@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# run.sh — `make bench`: times one full training step (forward over T, loss,
+# backward, SGD) of models/elman.yaml at four sizes, each size in its own
+# process, beside the same step in PyTorch when python3 can import torch, then
+# the LSTM and GRU of models/ at the medium size, and `tapegrad train` at the
+# benchmark's speed.  Prints the tables; raw key=value output of every run
+# is kept under build/bench/results/.
+#
+# Settings (environment): BENCH_SIZES ("tiny small medium large"),
+# BENCH_SECONDS (1.5, timed per run), BENCH_THREADS (2), BENCH_TORCH_CONFIGS
+# ("2:1 1:2": PyTorch intra-op threads : OpenBLAS threads; each run, the best
+# kept), BENCH_WAIT (30: seconds to wait for an idle machine before each size),
+# BENCH_PYTHON (a python3 with torch and numpy; found by itself), BENCH_OPT
+# (compiler flags of the library and step; `make bench` passes the Makefile's
+# OPT).  BENCH_REPORT=DIR prints the tables of an earlier run's raw output
+# without measuring anything.
+# OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are left as they are and printed.
+set -u
+cd "$(dirname "$0")/.."
+B=${BENCH_BUILD:-build/bench}
+SECS=${BENCH_SECONDS:-1.5}
+THREADS=${BENCH_THREADS:-2}
+SIZES=${BENCH_SIZES:-tiny small medium large}
+TORCH_CFGS=${BENCH_TORCH_CONFIGS:-2:1 1:2}
+WAIT=${BENCH_WAIT:-30}
+OPTFLAGS=${BENCH_OPT:--O2}
+MK=${MAKE:-make}
+REPORT=${BENCH_REPORT:-}
+OUT=${REPORT:-$B/results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+GATED=${BENCH_GATED_SIZE:-medium}
+TRAIN_SIZES=${BENCH_TRAIN_SIZES:-small medium}
+SIZE_TABLE='tiny 2 2 1 3 1
+small 16 32 8 50 1
+medium 64 256 64 100 32
+large 256 1024 256 100 64'
+
+# ---- helpers -------------------------------------------------------------------
+kv() { # kv FILE KEY: the value of KEY=... in FILE, or "-"
+    local v
+    v=$(awk -v k="$2" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' "$1" 2>/dev/null)
+    echo "${v:--}"
+}
+calc() { awk "BEGIN { x = $1; print x }" 2>/dev/null; }
+isnum() { [[ "$1" =~ ^[-+]?[0-9.]+([eE][-+]?[0-9]+)?$ ]]; }
+ms() { # a time in ms, 4 significant digits, or "-"
+    isnum "$1" && awk -v x="$1" 'BEGIN { printf("%.4g", x) }' || echo "-"
+}
+agree() { # agree A B TOL: "yes" if |A - B| <= TOL * |B|
+    isnum "$1" && isnum "$2" || { echo "-"; return; }
+    awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b;
+        printf("%s (%.1e)", d <= t * m ? "yes" : "NO", m > 0 ? d / m : d) }'
+}
+idle_pct() { # the machine's idle share over one second
+    local a b
+    read -r -a a < /proc/stat
+    sleep 1
+    read -r -a b < /proc/stat
+    local t=0 i
+    for i in 1 2 3 4 5 6 7 8; do t=$((t + b[i] - a[i])); done
+    echo $((t > 0 ? 100 * ((b[4] - a[4]) + (b[5] - a[5])) / t : 100))
+}
+wait_quiet() { # up to WAIT seconds for >= 90% idle (5 once a wait was in vain)
+    local k p=100
+    for ((k = 0; k < WAIT; k++)); do
+        p=$(idle_pct)
+        [ "$p" -ge 90 ] && return 0
+    done
+    echo "   (machine busy: only $p% idle after ${WAIT}s of waiting; timings below are disturbed)"
+    WAIT=$((WAIT < 5 ? WAIT : 5))
+}
+
+if [ -z "$REPORT" ]; then # ---- measure ------------------------------------------
+# ---- build: the library as `make` builds it, in its own directory -----------
+echo "== building the library and bench/step.c in $B ($OPTFLAGS)"
+$MK --no-print-directory -s BUILD="$B" REAL=float SAN= OPT="$OPTFLAGS" lib || exit 1
+have_cli=0
+if ls cli/*.c >/dev/null 2>&1 && $MK --no-print-directory -s BUILD="$B" REAL=float SAN= OPT="$OPTFLAGS" "$B/tapegrad"; then
+    have_cli=1
+fi
+${CC:-cc} -std=c11 -D_GNU_SOURCE $OPTFLAGS -g -Wall -Wextra -Icore -Iops $(pkg-config --cflags openblas) \
+    -o "$B/step" bench/step.c "$B/libtapegrad.a" $(pkg-config --libs openblas yaml-0.1) -lm || exit 1
+
+PY=
+for cand in ${BENCH_PYTHON:-} python3 /usr/bin/python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import torch, numpy' 2>/dev/null; then
+        PY=$cand
+        break
+    fi
+done
+
+# The model file of the reference task.  A literal `init:` in it fixes its
+# shape and so blocks the size overrides; the benchmark's own init replaces
+# every parameter anyway, so then a copy without the literal is used (said so).
+ELMAN=models/elman.yaml
+if ! "$B/step" --model "$ELMAN" --size small --seconds 0 --no-replay >"$OUT/probe.txt" 2>&1; then
+    if grep -q "init of" "$OUT/probe.txt"; then
+        sed -E 's/init: \[\[[^]]*\](, *\[[^]]*\])*\]/init: xavier/' "$ELMAN" >"$B/elman-sized.yaml"
+        echo "NOTE: $ELMAN cannot take the size overrides: $(grep -o 'elman.yaml:[0-9:]* .*' "$OUT/probe.txt" | head -1)"
+        echo "      using $B/elman-sized.yaml, the same file with literal inits replaced by xavier"
+        echo "      (the benchmark overwrites every parameter with its own deterministic init)."
+        ELMAN=$B/elman-sized.yaml
+    else
+        echo "models/elman.yaml does not load:"; cat "$OUT/probe.txt"; exit 1
+    fi
+fi
+
+run_tg() { # run_tg NAME ARGS...: one process of bench/step.c
+    local name=$1
+    shift
+    "$B/step" --threads "$THREADS" --seconds "$SECS" "$@" >"$OUT/$name.txt" 2>"$OUT/$name.err" ||
+        echo "   $name failed: $(tail -1 "$OUT/$name.err")"
+}
+run_torch() { # run_torch NAME IMPL SIZE: every thread configuration, the best kept as NAME.txt
+    local name=$1 impl=$2 size=$3 cfg best=
+    [ -n "$PY" ] || return 0
+    for cfg in $TORCH_CFGS; do
+        local tt=${cfg%%:*} bt=${cfg##*:} f="$OUT/$name.t${cfg%%:*}b${cfg##*:}.txt"
+        OPENBLAS_NUM_THREADS=$bt OMP_NUM_THREADS=$tt "$PY" bench/torch_step.py --impl "$impl" --size "$size" \
+            --threads "$tt" --seconds "$SECS" >"$f" 2>"$f.err" || { echo "   $name ($cfg) failed: $(tail -1 "$f.err")"; continue; }
+        echo "cfg=torch ${tt}t + blas ${bt}t" >>"$f"
+        if [ -z "$best" ] || awk -v a="$(kv "$f" ms_median)" -v b="$(kv "$best" ms_median)" 'BEGIN { exit !(a < b) }'; then
+            best=$f
+        fi
+    done
+    [ -n "$best" ] && cp "$best" "$OUT/$name.txt"
+}
+
+# ---- environment -----------------------------------------------------------------
+echo "== environment"
+echo "   $(uname -srm), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "   OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-(unset)}" \
+     "OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-(unset)} (tapegrad sets $THREADS with openblas_set_num_threads)"
+wait_quiet
+"$B/step" --calibrate --threads "$THREADS" --seconds 3 >"$OUT/calibrate.txt" 2>&1
+PEAK=$(kv "$OUT/calibrate.txt" sgemm_peak_gflops)
+echo "   OpenBLAS: $(kv "$OUT/calibrate.txt" blas_config); core $(kv "$OUT/calibrate.txt" corename)," \
+     "$(kv "$OUT/calibrate.txt" blas_threads | cut -d' ' -f1) threads"
+echo "   sgemm through the same CBLAS, $THREADS threads: 1024^3 $(kv "$OUT/calibrate.txt" sgemm_square_1024_gflops)," \
+     "1536^3 $(kv "$OUT/calibrate.txt" sgemm_square_1536_gflops), 2048^3 $(kv "$OUT/calibrate.txt" sgemm_square_2048_gflops)" \
+     "GFLOP/s -> machine limit $PEAK GFLOP/s"
+if [ -n "$PY" ]; then
+    echo "   PyTorch: $("$PY" -c 'import torch; print(torch.__version__)') ($PY); thread configurations tried" \
+         "(intra-op:OpenBLAS): $TORCH_CFGS, the faster kept per run"
+else
+    echo "   PyTorch: not importable by python3 or /usr/bin/python3: its columns stay empty"
+fi
+
+# ---- the runs ------------------------------------------------------------------------
+for s in $SIZES; do
+    echo "== $s"
+    wait_quiet
+    run_tg "elman-$s" --model "$ELMAN" --size "$s"
+    run_tg "api-$s" --engine api --size "$s" --no-replay
+    run_torch "torch-op-$s" op "$s"
+    run_torch "torch-rnn-$s" rnn "$s"
+done
+for m in lstm gru; do
+    echo "== $m ($GATED)"
+    wait_quiet
+    run_tg "$m-$GATED" --model "models/$m.yaml" --size "$GATED"
+    run_torch "torch-$m-op-$GATED" "$m-op" "$GATED"
+    run_torch "torch-$m-nn-$GATED" "$m-nn" "$GATED"
+done
+
+# `tapegrad train` on the same data and sizes: ms per step from its loss log
+if [ "$have_cli" = 1 ]; then
+    for s in $TRAIN_SIZES; do
+        echo "== tapegrad train ($s)"
+        read -r I H O T Bt <<<"$(awk -v s="$s" '$1 == s { print $2, $3, $4, $5, $6 }' <<<"$SIZE_TABLE")"
+        "$B/step" --model "$ELMAN" --size "$s" --write-data "$OUT/data-$s.yaml" >/dev/null 2>"$OUT/train-$s.err"
+        # the same weights as the tool's (the model file's init, seed 1), timed just before it
+        run_tg "elman-modelinit-$s" --model "$ELMAN" --size "$s" --init model --no-replay
+        n=$(awk -v x="$(kv "$OUT/elman-$s.txt" ms_median)" 'BEGIN { n = int(2000 / (x > 0 ? x : 1)); print ((n < 20) ? 20 : (n > 20000) ? 20000 : n) }')
+        OPENBLAS_NUM_THREADS=$THREADS "$B/tapegrad" train "$ELMAN" --data "$OUT/data-$s.yaml" --dim input="$I" \
+            --dim hidden="$H" --dim output="$O" --batch "$Bt" --epochs "$n" --optimizer sgd --lr 0.0001 \
+            --log "$OUT/train-$s.csv" --quiet >"$OUT/train-$s.out" 2>>"$OUT/train-$s.err" ||
+            echo "   tapegrad train failed: $(tail -1 "$OUT/train-$s.err")"
+    done
+fi
+
+fi # ---- end of measuring ---------------------------------------------------------
+
+# ---- the tables ----------------------------------------------------------------------
+PEAK=$(kv "$OUT/calibrate.txt" sgemm_peak_gflops)
+TORCH_VERSION=$(kv "$OUT/torch-op-tiny.txt" torch)
+[ "$TORCH_VERSION" = - ] && TORCH_VERSION=$(kv "$OUT/torch-op-$GATED.txt" torch)
+[ "$TORCH_VERSION" = - ] && TORCH_VERSION=
+have_cli=0
+ls "$OUT"/train-*.csv >/dev/null 2>&1 && have_cli=1
+echo
+echo "== Elman network (models/elman.yaml), one training step = forward over T + loss + backward + SGD,"
+echo "   float32, tape re-recorded every step; each size in its own process; $THREADS OpenBLAS threads"
+echo "   FLOP/step = 2mkn for every product the step computes (forward, and backward for each operand"
+echo "   that needs a gradient), read off the tape; elementwise work is not counted."
+printf "%-7s %-16s %-30s %9s %8s %10s %8s %7s %10s %9s %7s\n" size "I-H-O T B" "tapegrad ms/step med [min, max]" \
+    steps/s RSS_MiB MFLOP/step GFLOP/s %sgemm mm-only_ms api_ms others%
+for s in $SIZES; do
+    f=$OUT/elman-$s.txt
+    printf "%-7s %-16s %-30s %9s %8s %10s %8s %7s %10s %9s %7s\n" "$s" \
+        "$(kv "$f" I)-$(kv "$f" H)-$(kv "$f" O) $(kv "$f" T) $(kv "$f" B)" \
+        "$(ms "$(kv "$f" ms_median)") [$(ms "$(kv "$f" ms_min)"), $(ms "$(kv "$f" ms_max)")]" \
+        "$(kv "$f" steps_per_s)" "$(kv "$f" rss_mib)" "$(calc "$(kv "$f" flop_step) / 1e6")" \
+        "$(kv "$f" gflops | cut -c1-7)" "$(calc "int(1000 * $(kv "$f" gflops) / $PEAK) / 10")" \
+        "$(ms "$(kv "$f" matmul_only_ms)")" "$(ms "$(kv "$OUT/api-$s.txt" ms_median)")" "$(kv "$f" others_cpu_pct)"
+done
+echo "   mm-only = the same products alone, replayed through cblas_sgemm (tapegrad's floor with this BLAS);"
+echo "   api = the same network recorded by hand through tg_matmul/tg_add/tg_tanh (no unroller);"
+echo "   others% = CPU share other processes took during the timing (0-100 over all cores)."
+
+if [ -n "$TORCH_VERSION" ]; then
+    echo
+    echo "== the same step in PyTorch $TORCH_VERSION, same weights and data, in this run"
+    printf "%-7s %10s %-30s %-30s %9s %9s %8s %-12s %-12s %-16s %-16s\n" size tapegrad_ms "torch op-by-op ms (threads)" \
+        "torch nn.RNN ms (threads)" best_peer tg/best torchRSS loss0_tg loss0_torch "op agrees" "nn.RNN agrees"
+    for s in $SIZES; do
+        f=$OUT/elman-$s.txt o=$OUT/torch-op-$s.txt r=$OUT/torch-rnn-$s.txt
+        tg=$(kv "$f" ms_median) to=$(kv "$o" ms_median) tr=$(kv "$r" ms_median)
+        best=$(awk -v a="$to" -v b="$tr" 'BEGIN { if (a + 0 > 0 && (b + 0 <= 0 || a + 0 < b + 0)) print a; else if (b + 0 > 0) print b; else print "-" }')
+        rss=$(awk -v a="$(kv "$o" rss_mib)" -v b="$(kv "$r" rss_mib)" 'BEGIN { print (a > b ? a : b) }')
+        printf "%-7s %10s %-30s %-30s %9s %9s %8s %-12s %-12s %-16s %-16s\n" "$s" "$(ms "$tg")" \
+            "$(ms "$to") ($(kv "$o" cfg | sed 's/^torch //'))" "$(ms "$tr") ($(kv "$r" cfg | sed 's/^torch //'))" \
+            "$(ms "$best")" "$(isnum "$best" && calc "int(1000 * $tg / $best) / 1000" || echo -)" "$rss" \
+            "$(kv "$f" loss0)" "$(kv "$o" loss0)" "$(agree "$(kv "$f" loss0)" "$(kv "$o" loss0)" 1e-5)" \
+            "$(agree "$(kv "$f" loss0)" "$(kv "$r" loss0)" 1e-5)"
+    done
+    echo "   loss0 = the loss before the first update; agree = relative difference <= 1e-5."
+    echo "   After one SGD update (loss1): $(for s in $SIZES; do echo -n "$s $(agree "$(kv "$OUT/elman-$s.txt" loss1)" "$(kv "$OUT/torch-op-$s.txt" loss1)" 1e-4)  "; done)"
+fi
+
+echo
+echo "== gated models at the $GATED size ($(awk -v s="$GATED" '$1 == s { print "I=" $2 ", H=" $3 ", O=" $4 ", T=" $5 ", B=" $6 }' <<<"$SIZE_TABLE"))"
+printf "%-5s %-30s %8s %8s %10s %8s %7s %10s %-28s %-28s %9s %-16s\n" model "tapegrad ms/step med [min, max]" steps/s \
+    RSS_MiB MFLOP/step GFLOP/s %sgemm mm-only_ms "torch op-by-op ms (threads)" "torch.nn.X ms (threads)" tg/best "loss0 agrees"
+for m in lstm gru; do
+    f=$OUT/$m-$GATED.txt o=$OUT/torch-$m-op-$GATED.txt n=$OUT/torch-$m-nn-$GATED.txt
+    tg=$(kv "$f" ms_median) to=$(kv "$o" ms_median) tn=$(kv "$n" ms_median)
+    best=$(awk -v a="$to" -v b="$tn" 'BEGIN { if (a + 0 > 0 && (b + 0 <= 0 || a + 0 < b + 0)) print a; else if (b + 0 > 0) print b; else print "-" }')
+    printf "%-5s %-30s %8s %8s %10s %8s %7s %10s %-28s %-28s %9s %-16s\n" "$m" \
+        "$(ms "$tg") [$(ms "$(kv "$f" ms_min)"), $(ms "$(kv "$f" ms_max)")]" "$(kv "$f" steps_per_s)" "$(kv "$f" rss_mib)" \
+        "$(calc "$(kv "$f" flop_step) / 1e6")" "$(kv "$f" gflops | cut -c1-7)" \
+        "$(calc "int(1000 * $(kv "$f" gflops) / $PEAK) / 10")" "$(ms "$(kv "$f" matmul_only_ms)")" \
+        "$(ms "$to") ($(kv "$o" cfg | sed 's/^torch //'))" "$(ms "$tn") ($(kv "$n" cfg | sed 's/^torch //'))" \
+        "$(isnum "$best" && calc "int(1000 * $tg / $best) / 1000" || echo -)" \
+        "$(agree "$(kv "$f" loss0)" "$(kv "$o" loss0)" 1e-5)"
+done
+echo "   op-by-op = models/lstm.yaml and gru.yaml equation by equation (same weights, so the losses agree);"
+echo "   torch.nn.LSTM/GRU + Linear use PyTorch's own gate equations (nn.GRU: r * (W h + b)), timed only."
+
+if [ "$have_cli" = 1 ]; then
+    echo
+    echo "== tapegrad train (the command-line tool) on the same data and weights, sgd, OPENBLAS_NUM_THREADS=$THREADS"
+    for s in $TRAIN_SIZES; do
+        c=$OUT/train-$s.csv
+        [ -s "$c" ] || { echo "   $s: no log ($(tail -1 "$OUT/train-$s.err" 2>/dev/null))"; continue; }
+        # per-step times from the cumulative seconds column, after the first 3 steps
+        med=$(awk -F, 'NR > 1 { t[NR] = $5 } END { for (i = 5; i <= NR; i++) print (t[i] - t[i-1]) * 1000 }' "$c" |
+            sort -g | awk '{ d[++n] = $1 } END { print n ? (n % 2 ? d[(n + 1) / 2] : (d[n / 2] + d[n / 2 + 1]) / 2) : "-" }')
+        f=$OUT/elman-modelinit-$s.txt what="the same weights"
+        [ -s "$f" ] || f=$OUT/elman-$s.txt what="the benchmark's weights"
+        tg=$(kv "$f" ms_median)
+        echo "   $s: train $(ms "$med") ms/step (median of $(($(wc -l <"$c") - 4)) steps) vs bench/step.c with" \
+             "$what $(ms "$tg") ms/step: ratio $(isnum "$med" && isnum "$tg" && calc "int(100 * $med / $tg) / 100" || echo -)" \
+             "(others $(kv "$f" others_cpu_pct)%)"
+    done
+fi
+
+# ---- the goals of issue 6 ------------------------------------------------------------
+echo
+echo "== goals (issue 6)"
+goal() { printf "   %-58s %-26s %s\n" "$1" "$2" "$3"; }
+pass() { awk "BEGIN { exit !($1) }" 2>/dev/null && echo met || echo "NOT met"; }
+v=$(kv "$OUT/elman-tiny.txt" ms_median)
+isnum "$v" && goal "tiny <= 1 us per step (tape re-recorded)" "$(calc "$v * 1000") us" "$(pass "$v <= 0.001")"
+v=$(kv "$OUT/elman-small.txt" ms_median)
+isnum "$v" && goal "small <= 25 us per step" "$(calc "$v * 1000") us" "$(pass "$v <= 0.025")"
+for s in medium large; do
+    tg=$(kv "$OUT/elman-$s.txt" ms_median)
+    best=$(awk -v a="$(kv "$OUT/torch-op-$s.txt" ms_median)" -v b="$(kv "$OUT/torch-rnn-$s.txt" ms_median)" \
+        'BEGIN { if (a + 0 > 0 && (b + 0 <= 0 || a + 0 < b + 0)) print a; else if (b + 0 > 0) print b; else print "-" }')
+    isnum "$tg" && isnum "$best" &&
+        goal "$s <= 0.6x the best peer (PyTorch, this run)" "$(calc "int(1000 * $tg / $best) / 1000")x of $(ms "$best") ms" \
+             "$(pass "$tg <= 0.6 * $best")"
+done
+g=$(kv "$OUT/elman-large.txt" gflops)
+isnum "$g" && goal "large >= 65% of the sgemm rate ($PEAK GFLOP/s)" "$(calc "int(1000 * $g / $PEAK) / 10")%" \
+                   "$(pass "$g >= 0.65 * $PEAK")"
+v=$(kv "$OUT/elman-large.txt" rss_mib)
+isnum "$v" && goal "large peak RSS <= 120 MiB" "$v MiB" "$(pass "$v <= 120")"
+worst=$(cat "$OUT"/elman-*.txt 2>/dev/null | awk -F= '$1 == "others_cpu_pct" && $2 > w { w = $2 } END { print w + 0 }')
+[ "$worst" -gt 10 ] && echo "   WARNING: other processes took up to $worst% of the CPU during these timings: rerun on a quiet machine"
+echo "   (raw output: $OUT)"
