@@ -20,6 +20,34 @@ static inline tg_real real_tanh(tg_real x) { return tanhf(x); }
 static inline tg_real real_abs(tg_real x) { return fabsf(x); }
 #endif
 
+/* Kernels that should use the machine's vector width.  The library is built
+ * without -march, so a loop GCC vectorises gets SSE2 only; TG_CLONES also
+ * compiles a function for AVX2 and AVX-512 and picks one at load time
+ * (GCC's target_clones, an ifunc).  Its helpers must be TG_INLINE, so that
+ * they are compiled inside each clone rather than once for SSE2.  The
+ * clones give the same bits: -std=c11 turns off the contraction of a * b + c
+ * into an FMA, and no loop here relies on reassociation. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(TG_NO_CLONES)
+#define TG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TG_CLONES
+#endif
+#define TG_INLINE static inline __attribute__((always_inline))
+
+/* matmul's choice of path (ops/matmul.c): direct loops for matrix-vector
+ * and vector-matrix products (n == 1 or m == 1) whose matrix has at most
+ * tg_matmul_mv_max elements and for other products with m n k at most
+ * tg_matmul_small_mnk; BLAS for the rest.  Variables only so that tests
+ * and benchmarks can force either path; nothing else writes them. */
+#ifndef TG_MATMUL_SMALL_MNK
+#define TG_MATMUL_SMALL_MNK 64
+#endif
+#ifndef TG_MATMUL_MV_MAX
+#define TG_MATMUL_MV_MAX (512 * 512)
+#endif
+extern size_t tg_matmul_small_mnk;
+extern size_t tg_matmul_mv_max;
+
 /* Every shape rule starts here: the core checks arity and sizes before it
  * calls a rule, but rules are also reachable through tg_op_shape() by model
  * checkers, so they re-check rather than trust. */

@@ -620,3 +620,332 @@ Test(ops, shape_rules_never_crash)
     cr_expect(strstr(tg_errmsg(ctx), "[2, 3]") && strstr(tg_errmsg(ctx), "[4, 1]"), "%s",
               tg_errmsg(ctx));
 }
+
+/* ---- 5. tanh, sigmoid and exp against double libm ---------------------------
+ * In float these are the approximations of ops/unary.c, in double libm's own
+ * functions; either way each value is checked against the double libm value
+ * over a dense sweep: 2^21 + 1 evenly spaced values in [-LIM, LIM] and 8000
+ * tiny to large magnitudes on a log scale.  Outputs below the smallest
+ * normal number (subnormals) are checked to one subnormal step, outputs past
+ * the largest finite one must be +inf. */
+#include "ops_real.h" /* tg_matmul_small_mnk, tg_matmul_mv_max */
+#include <float.h>
+#include <stdint.h>
+
+#ifdef TG_REAL_DOUBLE
+/* libm's tanh and exp: within an ulp or so */
+#define TANH_TOL 1e-15
+#define SIGMOID_TOL 1e-15
+#define EXP_TOL 1e-15
+#define TINY_NORMAL DBL_MIN
+#define HUGE_FINITE DBL_MAX
+#define SUB_STEP 4.9406564584124654e-324
+#else
+/* the worst cases over every float in range (ops/unary.c): tanh 9.9e-8,
+ * sigmoid 1.78e-7, exp 8.4e-8 */
+#define TANH_TOL 1.2e-7
+#define SIGMOID_TOL 2e-7
+#define EXP_TOL 1.2e-7
+#define TINY_NORMAL FLT_MIN
+#define HUGE_FINITE FLT_MAX
+#define SUB_STEP 1.401298464324817e-45
+#endif
+
+typedef enum { FN_TANH, FN_SIGMOID, FN_EXP } approx_fn;
+static const char *const fn_name[] = {"tanh", "sigmoid", "exp"};
+
+static double fn_ref(approx_fn f, double x)
+{
+    switch (f) {
+    case FN_TANH: return tanh(x);
+    case FN_SIGMOID: return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
+    default: return exp(x);
+    }
+}
+
+static tg_tensor *fn_apply(approx_fn f, tg_tensor *x)
+{
+    return f == FN_TANH ? tg_tanh(tp, x) : f == FN_SIGMOID ? tg_sigmoid(tp, x) : tg_exp(tp, x);
+}
+
+/* f over n inputs through the op itself; returns the values (on the tape) */
+static const tg_real *fn_run(approx_fn f, const tg_real *x, int n)
+{
+    tg_tensor *in = tg_input(tp, n, 1, x, 0);
+    cr_assert(in, "%s", tg_errmsg(ctx));
+    tg_tensor *y = fn_apply(f, in);
+    cr_assert(y, "%s: %s", fn_name[f], tg_errmsg(ctx));
+    return tg_data(y);
+}
+
+/* max relative error of f over the sweep; fails on any value off by more than tol */
+static double sweep_error(approx_fn f, double lim, double tol)
+{
+    int n_lin = (1 << 21) + 1, n_log = 4000, n = n_lin + 2 * n_log;
+    tg_real *x = malloc((size_t)n * sizeof *x);
+    cr_assert(x);
+    for (int i = 0; i < n_lin; i++) x[i] = (tg_real)(-lim + 2 * lim * i / (n_lin - 1));
+    for (int i = 0; i < n_log; i++) { /* 10^-40 .. 10^2 both signs (clipped to lim) */
+        double v = pow(10.0, -40 + 42.0 * i / (n_log - 1));
+        x[n_lin + 2 * i] = (tg_real)fmin(v, lim);
+        x[n_lin + 2 * i + 1] = (tg_real)-fmin(v, lim);
+    }
+    const tg_real *y = fn_run(f, x, n);
+    double worst = 0, worst_x = 0;
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        double ref = fn_ref(f, (double)x[i]), got = (double)y[i], err;
+        if (fabs(ref) < TINY_NORMAL) err = fabs(got - ref) <= SUB_STEP ? 0 : INFINITY;
+        else if (fabs(ref) > HUGE_FINITE) err = isinf(got) && got > 0 ? 0 : INFINITY;
+        else err = fabs(got - ref) / fabs(ref);
+        if (!(err <= tol) && bad++ < 5)
+            cr_expect_fail("%s(%.9g) = %.9g, want %.9g (relative error %.3g > %.3g)", fn_name[f],
+                           (double)x[i], got, ref, err, tol);
+        if (err > worst) worst = err, worst_x = (double)x[i];
+    }
+    if (getenv("TG_APPROX_REPORT"))
+        fprintf(stderr, "%s over [-%g, %g]: %d values, max relative error %.3e at %.9g\n",
+                fn_name[f], lim, lim, n, worst, worst_x);
+    free(x);
+    return worst;
+}
+
+Test(ops, tanh_accuracy)
+{
+    cr_expect_eq(sweep_error(FN_TANH, 10, TANH_TOL) <= TANH_TOL, 1);
+}
+
+Test(ops, sigmoid_accuracy)
+{
+    /* past -87 the values are subnormal in float: checked to one subnormal step */
+    cr_expect_eq(sweep_error(FN_SIGMOID, 110, SIGMOID_TOL) <= SIGMOID_TOL, 1);
+}
+
+Test(ops, exp_accuracy)
+{
+    cr_expect_eq(sweep_error(FN_EXP, 100, EXP_TOL) <= EXP_TOL, 1);
+}
+
+static uint64_t bits_of(tg_real v)
+{
+    uint64_t u = 0;
+    memcpy(&u, &v, sizeof v);
+    return u;
+}
+
+Test(ops, tanh_exact_values_and_symmetry)
+{
+    /* 0 and -0 come back as themselves, tiny values as themselves */
+    const tg_real z[6] = {0, -(tg_real)0, (tg_real)1e-30, -(tg_real)1e-30, (tg_real)1e-40,
+                          (tg_real)3e-5};
+    const tg_real *y = fn_run(FN_TANH, z, 6);
+    cr_expect(y[0] == 0 && !signbit(y[0]), "tanh(0) = %g", (double)y[0]);
+    cr_expect(y[1] == 0 && signbit(y[1]), "tanh(-0) = %g", (double)y[1]);
+    for (int i = 2; i < 5; i++)
+        cr_expect_eq(bits_of(y[i]), bits_of(z[i]), "tanh(%g) = %.9g, want x", (double)z[i],
+                     (double)y[i]);
+    EXPECT_NEAR(y[5], tanh((double)z[5]), "tanh(3e-5)");
+    /* odd: tanh(-x) = -tanh(x) bit for bit, on a sweep */
+    enum { N = 20001 };
+    tg_real *x = malloc(2 * N * sizeof *x);
+    cr_assert(x);
+    for (int i = 0; i < N; i++) x[i] = (tg_real)(i * 1e-3), x[N + i] = -x[i];
+    y = fn_run(FN_TANH, x, 2 * N);
+    int bad = 0;
+    for (int i = 0; i < N && bad < 5; i++)
+        if (bits_of(y[N + i]) != bits_of(-y[i]))
+        {
+            bad++;
+            cr_expect_fail("tanh(-%g) = %.9g but tanh(%g) = %.9g", (double)x[i],
+                           (double)y[N + i], (double)x[i], (double)y[i]);
+        }
+    free(x);
+}
+
+Test(ops, tanh_saturates)
+{
+    /* tanh reaches 1 in float just past 9.01 (at 9 it rounds to 1 - 2^-24),
+     * in double past 19.06 */
+#ifdef TG_REAL_DOUBLE
+    const double from = 19.1;
+#else
+    const double from = 9.1;
+#endif
+    enum { N = 2000 };
+    tg_real x[2 * N];
+    for (int i = 0; i < N; i++) x[i] = (tg_real)(from + i * 0.05), x[N + i] = -x[i];
+    const tg_real *y = fn_run(FN_TANH, x, 2 * N);
+    int bad = 0;
+    for (int i = 0; i < 2 * N && bad < 5; i++)
+        if (y[i] != (i < N ? 1 : -1))
+        {
+            bad++;
+            cr_expect_fail("tanh(%.9g) = %.17g, want exactly %d", (double)x[i], (double)y[i],
+                           i < N ? 1 : -1);
+        }
+    /* 9 .. 9.1 in float: within one step of 1 (9 itself rounds to 1 - 2^-24) */
+    tg_real x9[3] = {9, (tg_real)9.05, -9};
+    const tg_real *y9 = fn_run(FN_TANH, x9, 3);
+    cr_expect(y9[0] >= 1 - 1.2e-7 && y9[0] <= 1, "tanh(9) = %.9g", (double)y9[0]);
+    cr_expect(y9[1] >= 1 - 1.2e-7 && y9[1] <= 1, "tanh(9.05) = %.9g", (double)y9[1]);
+    cr_expect_eq(y9[2], -y9[0]);
+}
+
+Test(ops, approximations_keep_nan_and_infinities)
+{
+    const tg_real in[5] = {NAN, -NAN, INFINITY, -INFINITY, (tg_real)1e30};
+    const tg_real *t = fn_run(FN_TANH, in, 5);
+    cr_expect(isnan(t[0]) && isnan(t[1]), "tanh(NaN) = %g, %g", (double)t[0], (double)t[1]);
+    cr_expect(t[2] == 1 && t[3] == -1 && t[4] == 1, "tanh(+-inf, 1e30) = %g %g %g",
+              (double)t[2], (double)t[3], (double)t[4]);
+    const tg_real *s = fn_run(FN_SIGMOID, in, 5);
+    cr_expect(isnan(s[0]) && isnan(s[1]), "sigmoid(NaN) = %g, %g", (double)s[0], (double)s[1]);
+    cr_expect(s[2] == 1 && s[3] == 0 && s[4] == 1, "sigmoid(+-inf, 1e30) = %g %g %g",
+              (double)s[2], (double)s[3], (double)s[4]);
+    const tg_real *e = fn_run(FN_EXP, in, 5);
+    cr_expect(isnan(e[0]) && isnan(e[1]), "exp(NaN) = %g, %g", (double)e[0], (double)e[1]);
+    cr_expect(isinf(e[2]) && e[2] > 0 && e[3] == 0 && isinf(e[4]), "exp(+-inf, 1e30) = %g %g %g",
+              (double)e[2], (double)e[3], (double)e[4]);
+    /* exp overflows where the type does, not before */
+    const tg_real edge[4] = {(tg_real)88.7, (tg_real)88.8, (tg_real)-103, (tg_real)-104};
+    e = fn_run(FN_EXP, edge, 4);
+    cr_expect(isfinite(e[0]) && e[0] > 3e38, "exp(88.7) = %g", (double)e[0]);
+#ifndef TG_REAL_DOUBLE
+    cr_expect(isinf(e[1]), "exp(88.8) = %g in float", (double)e[1]);
+    cr_expect(e[2] > 0 && e[3] == 0, "exp(-103) = %g, exp(-104) = %g", (double)e[2], (double)e[3]);
+#endif
+    /* and a NaN in the middle of a vector-width block stays where it is */
+    tg_real blk[37];
+    for (int i = 0; i < 37; i++) blk[i] = (tg_real)(i - 18) / 4;
+    blk[21] = NAN;
+    for (int f = FN_TANH; f <= FN_EXP; f++) {
+        const tg_real *y = fn_run((approx_fn)f, blk, 37);
+        for (int i = 0; i < 37; i++)
+            cr_expect(i == 21 ? isnan(y[i]) : isfinite(y[i]), "%s: element %d = %g", fn_name[f],
+                      i, (double)y[i]);
+    }
+}
+
+/* ---- 6. matmul: the direct loops and BLAS give the same products ------------ */
+
+/* matmul's gradient check (its spec's cases plus shapes that reach every
+ * loop of ops/matmul.c) with the path forced each way */
+Test(ops, matmul_gradcheck_both_paths)
+{
+    static const int shapes[][3] = {
+        /* m, k, n */
+        {3, 4, 2}, {1, 5, 1}, {4, 1, 3}, {6, 3, 5},  /* the spec's */
+        {7, 19, 1},  /* n = 1, k past a dot block (16) and a tail */
+        {9, 6, 1},   /* n = 1, rows 4 at a time plus one */
+        {1, 7, 20},  /* m = 1, n >= 16 */
+        {2, 3, 17},  /* n >= 16: dot() rows in dA */
+        {5, 5, 3},   /* short rows: the transposed copy in dA */
+    };
+    const size_t saved_mnk = tg_matmul_small_mnk, saved_mv = tg_matmul_mv_max;
+    tg_seed(ctx, 4242);
+    int failures = 0;
+    for (int path = 0; path < 2; path++) {
+        tg_matmul_small_mnk = tg_matmul_mv_max = path ? 0 : SIZE_MAX; /* 0: direct, 1: BLAS */
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            tg_builtin_op d = tg_op_matmul;
+            d.test.n_cases = 1;
+            d.test.cases[0] = (tg_op_test_case){
+                .n_in = 2, .shape = {{shapes[s][0], shapes[s][1]}, {shapes[s][1], shapes[s][2]}}};
+            if (check_case(&d, 0)) {
+                failures++;
+                cr_expect_fail("matmul [%d, %d] @ [%d, %d] through %s", shapes[s][0],
+                               shapes[s][1], shapes[s][1], shapes[s][2], path ? "BLAS" : "the loops");
+            }
+        }
+    }
+    tg_matmul_small_mnk = saved_mnk, tg_matmul_mv_max = saved_mv;
+    cr_expect_eq(failures, 0);
+}
+
+/* y = A B, dA = R B^T, dB = A^T R for L = sum(y * R), against a double
+ * reference, with the path as set; the bound is the rigorous one for a sum
+ * of len terms in any order: len u sum |terms|. */
+static void matmul_against_reference(int m, int k, int n, const char *path)
+{
+    tg_params *ps = tg_params_new(ctx);
+    tg_tensor *A = tg_params_add(ps, "A", m, k), *B = tg_params_add(ps, "B", k, n);
+    cr_assert(A && B, "%s", tg_errmsg(ctx));
+    size_t na = (size_t)m * k, nb = (size_t)k * n, nc = (size_t)m * n;
+    tg_real *r = malloc(nc * sizeof *r);
+    double *ref = malloc((na + nb + nc) * sizeof *ref), *bound = malloc((na + nb + nc) * sizeof *bound);
+    cr_assert(r && ref && bound);
+    for (size_t i = 0; i < na; i++) tg_data(A)[i] = (tg_real)(2 * tg_rand_uniform(ctx) - 1);
+    for (size_t i = 0; i < nb; i++) tg_data(B)[i] = (tg_real)(2 * tg_rand_uniform(ctx) - 1);
+    for (size_t i = 0; i < nc; i++) r[i] = (tg_real)(2 * tg_rand_uniform(ctx) - 1);
+    const tg_real *a = tg_data(A), *b = tg_data(B);
+    double *rc = ref, *rda = ref + nc, *rdb = ref + nc + na;
+    double *bc = bound, *bda = bound + nc, *bdb = bound + nc + na;
+#ifdef TG_REAL_DOUBLE
+    const double u = DBL_EPSILON / 2;
+#else
+    const double u = FLT_EPSILON / 2;
+#endif
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0, t = 0;
+            for (int p = 0; p < k; p++) s += (double)a[i * k + p] * b[p * n + j], t += fabs((double)a[i * k + p] * b[p * n + j]);
+            rc[i * n + j] = s, bc[i * n + j] = (k + 1) * u * t;
+        }
+    for (int i = 0; i < m; i++)
+        for (int p = 0; p < k; p++) {
+            double s = 0, t = 0;
+            for (int j = 0; j < n; j++) s += (double)r[i * n + j] * b[p * n + j], t += fabs((double)r[i * n + j] * b[p * n + j]);
+            rda[i * k + p] = s, bda[i * k + p] = (n + 1) * u * t;
+        }
+    for (int p = 0; p < k; p++)
+        for (int j = 0; j < n; j++) {
+            double s = 0, t = 0;
+            for (int i = 0; i < m; i++) s += (double)a[i * k + p] * r[i * n + j], t += fabs((double)a[i * k + p] * r[i * n + j]);
+            rdb[p * n + j] = s, bdb[p * n + j] = (m + 1) * u * t;
+        }
+    tg_tape_reset(tp);
+    tg_params_zero_grad(ps);
+    tg_tensor *y = tg_matmul(tp, A, B);
+    tg_tensor *loss = tg_sum(tp, tg_mul(tp, y, tg_input(tp, m, n, r, 0)));
+    cr_assert(loss, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_backward(tp, loss), TG_OK, "%s", tg_errmsg(ctx));
+    const tg_real *got[3] = {tg_data(y), tg_grad(A), tg_grad(B)};
+    const size_t len[3] = {nc, na, nb};
+    const char *what[3] = {"A @ B", "dA", "dB"};
+    for (int q = 0, off = 0; q < 3; off += (int)len[q], q++) {
+        int bad = 0;
+        for (size_t i = 0; i < len[q] && bad < 3; i++)
+            if (!(fabs((double)got[q][i] - ref[off + i]) <= bound[off + i] + 1e-300))
+            {
+                bad++;
+                cr_expect_fail("[%d, %d] @ [%d, %d] via %s: %s[%zu] = %.9g, want %.9g (bound %.2g)",
+                               m, k, k, n, path, what[q], i, (double)got[q][i], ref[off + i],
+                               bound[off + i]);
+            }
+    }
+    free(r), free(ref), free(bound);
+    tg_params_free(ps);
+}
+
+Test(ops, matmul_paths_agree_around_thresholds)
+{
+    static const int shapes[][3] = {
+        /* m, k, n: at and just past each default limit, and ordinary shapes */
+        {4, 4, 4}, {4, 4, 5}, {2, 8, 4}, {8, 8, 2},      /* m n k around 64 */
+        {512, 512, 1}, {512, 513, 1}, {1, 1, 1},         /* n = 1 around 512^2 */
+        {1, 512, 512}, {1, 513, 512}, {1, 64, 15},       /* m = 1 */
+        {32, 16, 1}, {32, 32, 1}, {8, 32, 1}, {2, 2, 1}, /* the benchmark's */
+        {33, 17, 3}, {16, 16, 16}, {64, 64, 32},
+    };
+    const size_t saved_mnk = tg_matmul_small_mnk, saved_mv = tg_matmul_mv_max;
+    tg_seed(ctx, 99);
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int m = shapes[s][0], k = shapes[s][1], n = shapes[s][2];
+        matmul_against_reference(m, k, n, "the default path");
+        tg_matmul_small_mnk = tg_matmul_mv_max = SIZE_MAX;
+        matmul_against_reference(m, k, n, "the direct loops");
+        tg_matmul_small_mnk = tg_matmul_mv_max = 0;
+        matmul_against_reference(m, k, n, "BLAS");
+        tg_matmul_small_mnk = saved_mnk, tg_matmul_mv_max = saved_mv;
+    }
+}
