@@ -76,7 +76,7 @@ $(TESTS): $(TEST_OBJ) $(STATIC)
 
 # The test binary finds the tool and examples of its own build through these.
 TEST_ENV = TG_TOOL=$(abspath $(TOOL)) TG_EXAMPLES=$(abspath $(BUILD)/examples) TG_ROOT=$(CURDIR) \
-           TG_REAL=$(REAL)
+           TG_REAL=$(REAL) LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
 # Criterion ignores how a test's process exits, so a sanitizer report inside a
 # passing test would go unseen: the log is scanned for one as well.
 test: all $(TESTS)
@@ -106,12 +106,15 @@ demo: all
 bench-convergence: all
 	bench/convergence.sh $(BUILD)
 
-# Every precision, then the sanitizers (leak checking is on by default in ASan).
+# Every precision, then the sanitizers (leak checking is on by default in ASan),
+# the commands under valgrind and a short fuzz run of each harness (issue 7).
 check:
 	$(MAKE) REAL=float test
 	$(MAKE) REAL=double test
 	$(MAKE) REAL=double SAN=1 OPT=-O1 test
 	$(MAKE) install-check
+	$(MAKE) valgrind
+	$(MAKE) fuzz-short FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)
 
 sanitize:
 	$(MAKE) SAN=1 OPT=-O1 test
@@ -142,7 +145,7 @@ install-check:
 	$(MAKE) install PREFIX=$(abspath $(BUILD)/prefix)
 	$(CC) -o $(BUILD)/seed_bptt_installed examples/seed_bptt.c \
 	    $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/prefix)/lib/pkgconfig pkg-config --cflags --libs $(LIBNAME)) \
-	    -Wl,-rpath,$(abspath $(BUILD)/prefix)/lib
+	    -Wl,-rpath,$(abspath $(BUILD)/prefix)/lib -lm
 	$(BUILD)/seed_bptt_installed > /dev/null && echo "install-check: example built with pkg-config runs"
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
@@ -161,22 +164,27 @@ bench:
 # ASan + UBSan in build/fuzz (the library objects with -fsanitize=fuzzer-no-link).
 #   make fuzz             build the five harnesses
 #   make fuzz-short       each harness FUZZ_SECONDS (default 30), as `make check` does
-#   make fuzz-long        each harness 600 s; the summary is build/fuzz/logs/summary.txt
+#   make fuzz-long        each harness 600 s (50 min); the summary is build/fuzz/logs/summary.txt
 # Seed corpora are copied from models/, tests/malformed/, tests/data/ and
-# examples/ into build/fuzz/corpus/NAME at run time; findings go to
-# build/fuzz/artifacts/.  Every crash, hang or leak becomes a regression case in
+# examples/ into $(FUZZ_OUT)/corpus/NAME at run time (FUZZ_OUT defaults to
+# build/fuzz); findings go to $(FUZZ_OUT)/artifacts/NAME, logs to
+# $(FUZZ_OUT)/logs.  Every crash, hang or leak becomes a regression case in
 # tests/malformed/ (models) or tests/data/ + tests/test_hostile.c (data, params).
-.PHONY: fuzz fuzz-short fuzz-long fuzz-corpus valgrind
+.PHONY: fuzz fuzz-short fuzz-long fuzz-corpus fuzz-run valgrind
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
 FUZZ_NAMES   := model expr data params all
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_OUT     ?= $(FUZZ_BUILD)
 FUZZ_SECONDS ?= 30
+# `make check` gives each harness this long: the whole check from a clean tree
+# took 6 min 10 s on the 2-core machine with 20
+CHECK_FUZZ_SECONDS ?= 20
 FUZZ_RSS_MB  ?= 2048
 FUZZ_FLAGS   ?= -timeout=10 -rss_limit_mb=$(FUZZ_RSS_MB) -max_len=65536 -print_final_stats=1
 ifeq ($(FUZZING),1)
   CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
-            -fno-omit-frame-pointer -DTG_FUZZING
+            -fno-omit-frame-pointer
 endif
 
 fuzz:
@@ -189,27 +197,21 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_BUILD)/l
 	    -o $@ $< $(FUZZ_BUILD)/libtapegrad.a $(DEPS_LIBS)
 
 # The seed corpora: copies of the repository's own files, made fresh each run
-# (the corpus directory also keeps what earlier runs found).
+# by tests/fuzz/corpus.sh (the corpus directory also keeps what runs found).
 fuzz-corpus:
-	@for n in $(FUZZ_NAMES); do mkdir -p $(FUZZ_BUILD)/corpus/$$n $(FUZZ_BUILD)/artifacts/$$n; done
-	@cp models/*.yaml examples/adding/*.yaml tests/malformed/*.yaml $(FUZZ_BUILD)/corpus/model/
-	@cp models/*.yaml examples/adding/*.yaml tests/malformed/*.yaml $(FUZZ_BUILD)/corpus/all/
-	@cp examples/data/*.yaml tests/data/*.yaml $(FUZZ_BUILD)/corpus/data/
-	@cp examples/data/*.yaml tests/data/*.yaml $(FUZZ_BUILD)/corpus/params/
-	@tests/fuzz/seed_expr.sh $(FUZZ_BUILD)/corpus/expr models/*.yaml examples/adding/*.yaml tests/malformed/*.yaml
-	@tests/fuzz/seed_all.sh $(FUZZ_BUILD)/corpus/all
+	@tests/fuzz/corpus.sh $(FUZZ_OUT)
 
-# One harness for $(1) seconds each; fails on any finding.  -fork is not used so
+# Each harness for FUZZ_SECONDS; fails on any finding.  -fork is not used so
 # that the final stats (executions, cov, ft, corpus) land in the log.
 fuzz-run: fuzz fuzz-corpus
-	@mkdir -p $(FUZZ_BUILD)/logs; rm -f $(FUZZ_BUILD)/logs/summary.txt; fail=0; \
+	@mkdir -p $(FUZZ_OUT)/logs; rm -f $(FUZZ_OUT)/logs/summary.txt; fail=0; \
 	for n in $(FUZZ_NAMES); do \
-	  log=$(FUZZ_BUILD)/logs/$$n.log; \
+	  log=$(FUZZ_OUT)/logs/$$n.log; \
 	  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(FUZZ_BUILD)/fuzz_$$n $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
-	    -dict=tests/fuzz/tapegrad.dict -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$n/ \
-	    $(FUZZ_BUILD)/corpus/$$n > $$log 2>&1 || { fail=1; echo "fuzz_$$n: FOUND SOMETHING, see $$log"; tail -40 $$log; }; \
-	  tests/fuzz/summary.sh $$n $$log | tee -a $(FUZZ_BUILD)/logs/summary.txt; \
+	    -dict=tests/fuzz/tapegrad.dict -artifact_prefix=$(FUZZ_OUT)/artifacts/$$n/ \
+	    $(FUZZ_OUT)/corpus/$$n > $$log 2>&1 || { fail=1; echo "fuzz_$$n: FOUND SOMETHING, see $$log"; tail -40 $$log; }; \
+	  tests/fuzz/summary.sh $$n $$log | tee -a $(FUZZ_OUT)/logs/summary.txt; \
 	done; exit $$fail
 
 fuzz-short:
@@ -217,3 +219,9 @@ fuzz-short:
 
 fuzz-long:
 	$(MAKE) fuzz-run FUZZ_SECONDS=600
+
+# ---- valgrind (issue 7): the README's commands and every example under memcheck;
+# any error or definitely/indirectly lost block fails.  Part of `make check`
+# (about 45 s on 2 cores).
+valgrind: all
+	tests/valgrind.sh $(BUILD)

@@ -82,6 +82,9 @@ static tg_status step_number(const tgm_ydoc *y, int node, const char *what, int 
                             n->kind == TGM_Y_SCALAR && !tgm_is_null(y, node) ? "'" : "",
                             n->kind == TGM_Y_SCALAR && !tgm_is_null(y, node) ? tgm_str(y, node) : tgm_kind_name(y, node),
                             n->kind == TGM_Y_SCALAR && !tgm_is_null(y, node) ? "'" : "");
+    if (!tgm_fits_real(v))
+        return tgm_err_node(y, node, TG_ERR_PARSE, "'%s' step %d: '%.40s' is out of range for %s (largest %g)", what,
+                            t + 1, tgm_str(y, node), TG_REAL_NAME, TGM_REAL_MAX);
     if (out) *out = (tg_real)v;
     return TG_OK;
 }

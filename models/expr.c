@@ -878,7 +878,7 @@ static tg_status finish_code(C *c, tgm_instr **code, int *n)
     *n = c->n_code;
     *code = tgm_palloc(&c->m->pool, (size_t)(c->n_code ? c->n_code : 1) * sizeof **code);
     if (!*code) return TG_ERR_NOMEM;
-    memcpy(*code, c->code, (size_t)c->n_code * sizeof **code);
+    if (c->n_code) memcpy(*code, c->code, (size_t)c->n_code * sizeof **code); /* code is NULL when empty */
     c->n_code = 0;
     return TG_OK;
 }

@@ -61,6 +61,9 @@ static tg_status number(const tgm_ydoc *d, int node, const char *what, double *o
             return tgm_err_node(d, node, TG_ERR_PARSE, "%s: '%s' is not a finite number", what, s);
         return tgm_err_node(d, node, TG_ERR_PARSE, "%s: expected a number, got '%.40s'", what, s);
     }
+    if (!tgm_fits_real(*out))
+        return tgm_err_node(d, node, TG_ERR_PARSE, "%s: '%.40s' is out of range for %s (largest %g)", what, s,
+                            TG_REAL_NAME, TGM_REAL_MAX);
     return TG_OK;
 }
 
@@ -160,7 +163,7 @@ static tg_status shape_entry(loader *L, int node, const char *name, int *out)
     if (st) return st;
     if (v != floor(v) || v < 1 || v > TGM_MAX_DIM)
         return tgm_err_node(L->d, node, TG_ERR_SHAPE,
-                            "a dimension of '%s' must be a whole number from 1 to %d, got %g", name, TGM_MAX_DIM, v);
+                            "a dimension of '%s' must be a whole number from 1 to %d, got %.15g", name, TGM_MAX_DIM, v);
     *out = (int)v;
     return TG_OK;
 }
@@ -188,6 +191,9 @@ static tg_status parse_init(loader *L, tgm_var *v, int node, int is_state)
     tg_status st = tgm_init_expr(L->m, d, node, fname, sizeof fname, &foff, args, 4, &n_args);
     if (st) return st;
     if (!fname[0]) {
+        if (!tgm_fits_real(args[0]))
+            return tgm_err_node(d, node, TG_ERR_PARSE, "%s: %g is out of range for %s (largest %g)", what, args[0],
+                                TG_REAL_NAME, TGM_REAL_MAX);
         v->init = TGM_INIT_CONST;
         v->a = args[0];
         return TG_OK;
@@ -214,6 +220,13 @@ static tg_status parse_init(loader *L, tgm_var *v, int node, int is_state)
         return tgm_err_at(d, node, foff, TG_ERR_PARSE, "uniform(a, b) needs a < b, got %g and %g", args[0], args[1]);
     if (kinds[which] == TGM_INIT_NORMAL && !(args[1] >= 0))
         return tgm_err_at(d, node, foff, TG_ERR_PARSE, "normal(mean, std) needs std >= 0, got %g", args[1]);
+    /* every draw must be finite in tg_real: a normal draw is within 38 std
+     * of the mean (Box-Muller with u1 >= 1e-300) */
+    if ((kinds[which] == TGM_INIT_UNIFORM && !(tgm_fits_real(args[0]) && tgm_fits_real(args[1]) &&
+                                                 isfinite(args[1] - args[0]))) ||
+        (kinds[which] == TGM_INIT_NORMAL && !tgm_fits_real(fabs(args[0]) + 38 * args[1])))
+        return tgm_err_at(d, node, foff, TG_ERR_PARSE, "%s(%g, %g) would draw values too large to hold", fname,
+                          args[0], args[1]);
     v->init = kinds[which];
     v->a = n_args > 0 ? args[0] : 0;
     v->b = n_args > 1 ? args[1] : 0;

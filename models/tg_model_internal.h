@@ -112,6 +112,14 @@ int tgm_is_ident(const char *s);
 /* Parses a whole string as a finite number (decimal, optional sign and
  * exponent).  Returns 0 on success. */
 int tgm_parse_number(const char *s, double *out);
+/* A value a tensor can hold: finite once converted to tg_real (in the float
+ * build, 1e39 parses as a double but would load as Inf). */
+#ifdef TG_REAL_DOUBLE
+#define TGM_REAL_MAX 1.7976931348623157e308
+#else
+#define TGM_REAL_MAX 3.4028234663852886e38
+#endif
+static inline int tgm_fits_real(double v) { return v >= -TGM_REAL_MAX && v <= TGM_REAL_MAX; }
 /* "[2, 3]", "[2]", "[2, B]" with the batch stand-in shown as B. */
 const char *tgm_shape_str(char *buf, size_t len, int rows, int cols, int ndim);
 

@@ -349,10 +349,11 @@ tg_status tgm_yaml_parse(tgm_ydoc *d, tg_ctx *ctx, const char *file, const char 
     d->text = text;
     d->text_len = len;
     d->root = -1;
-    if (line_table(d)) return oom(d);
+    /* the size first: the line table walks (and counts in an int) every byte */
     if (len > lim->max_bytes)
         return err_pos(d, 1, 1, TG_ERR_LIMIT, "the file is larger than the limit of %zu bytes",
                        lim->max_bytes);
+    if (line_table(d)) return oom(d);
 
     yaml_parser_t p;
     if (!yaml_parser_initialize(&p)) return oom(d);

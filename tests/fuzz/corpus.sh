@@ -1,0 +1,19 @@
+#!/bin/sh
+# corpus.sh DIR — the seed corpora of the five harnesses, copied from the
+# repository's own files into DIR/NAME (a file's path, with / as _, is its
+# name there, so examples/adding/elman.yaml does not overwrite
+# models/elman.yaml).  Run from the repository root; what earlier runs added
+# to DIR stays.
+set -e
+dir=$1
+for n in model expr data params all; do mkdir -p "$dir/corpus/$n" "$dir/artifacts/$n"; done
+put() { # put HARNESS FILE...
+  h=$1; shift
+  for f in "$@"; do cp "$f" "$dir/corpus/$h/$(echo "$f" | tr / _)"; done
+}
+models="models/*.yaml examples/adding/*.yaml tests/malformed/*.yaml tests/data/overflow.yaml"
+put model $models
+put data examples/data/*.yaml tests/data/*.yaml
+put params examples/data/*.yaml tests/data/*.yaml
+tests/fuzz/seed_expr.sh "$dir/corpus/expr" $models
+tests/fuzz/seed_all.sh "$dir/corpus/all"
