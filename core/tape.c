@@ -166,8 +166,13 @@ static tg_tensor *input(tg_tape *tp, int rows, int cols, const tg_real *data, in
     if (!tp) return NULL;
     int ndim = cols == 0 ? 1 : 2;
     if (cols == 0) cols = 1;
-    if (rows < 1 || cols < 1 || (size_t)rows * (size_t)cols > TG_MAX_ELEMS) {
-        tg_error(tp->ctx, TG_ERR_ARG, "input: bad shape [%d, %d]", rows, cols);
+    if (rows < 1 || cols < 1) {
+        tg_error(tp->ctx, TG_ERR_ARG, "input: bad shape [%d, %d]: sizes must be at least 1", rows, cols);
+        return NULL;
+    }
+    if ((size_t)rows * (size_t)cols > TG_MAX_ELEMS) {
+        tg_error(tp->ctx, TG_ERR_LIMIT, "input: shape [%d, %d] has more than %zu elements, the most one "
+                 "tensor may hold", rows, cols, TG_MAX_ELEMS);
         return NULL;
     }
     if (borrow && !data) {
