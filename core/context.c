@@ -151,6 +151,8 @@ tg_ctx *tg_ctx_new_checked(const tg_allocator *alloc, size_t real_size)
     if (!ctx) return NULL;
     memset(ctx, 0, sizeof *ctx);
     ctx->alloc = a;
+    ctx->matmul_small_mnk = TG_MATMUL_SMALL_MNK;
+    ctx->matmul_mv_max = TG_MATMUL_MV_MAX;
     tg_seed(ctx, 0x7a9e6ad);
     if (tg_optable_init(ctx) != TG_OK) {
         tg_optable_free(ctx);

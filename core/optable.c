@@ -42,6 +42,7 @@ static tg_status add_op(tg_ctx *ctx, const tg_builtin_op *def, int owned)
     if (!op) return TG_ERR_NOMEM;
     memset(op, 0, sizeof *op);
     op->def = *def;
+    op->ctx = ctx;
     if (owned) {
         if (!(op->name_owned = tg_strdup(ctx, def->name))) {
             tg_free(ctx, op, sizeof *op);

@@ -129,6 +129,7 @@ typedef enum tg_op_id {
 /* An entry in a context's op table: a built-in or a registered op. */
 typedef struct tg_op {
     tg_builtin_op def;
+    const tg_ctx *ctx;  /* the context whose table holds it (kernels' settings) */
     char *name_owned;   /* registered ops own their name */
     int id;             /* position in the table */
     UT_hash_handle hh;  /* by name */
@@ -166,8 +167,17 @@ struct tg_tensor {
 static inline size_t tg_numel(const tg_tensor *t) { return (size_t)t->rows * (size_t)t->cols; }
 
 /* ---- context, tape, params ------------------------------------------------ */
+/* matmul's choice of path (ops/matmul.c): direct loops for matrix-vector
+ * and vector-matrix products (n == 1 or m == 1) whose matrix has at most
+ * matmul_mv_max elements and for other products with m n k at most
+ * matmul_small_mnk; BLAS for the rest.  Per context, so that tests can drive
+ * a shape down either path without global state. */
+#define TG_MATMUL_SMALL_MNK 64
+#define TG_MATMUL_MV_MAX (512 * 512)
+
 struct tg_ctx {
     tg_allocator alloc;
+    size_t matmul_small_mnk, matmul_mv_max;
     tg_status status;
     char errmsg[TG_ERRMSG_LEN];
     uint64_t rng[4];

@@ -170,22 +170,20 @@ TG_CLONES static void small_grad_b(int m, int n, int k, const tg_real *restrict 
  *   (32x32: 203 ns vs 281; 256x256: 8.6 us vs 12.3; 512x512: 37.7 vs 34.1
  *   with 2 OpenBLAS threads, 37.0 vs 44.1 with 1).  Past that gemv/ger win
  *   on 2 threads (1024x1024: 0.12 ms vs 0.16; 2048x2048: 0.53 vs 1.85).  So:
- *   the loops while the matrix has at most tg_matmul_mv_max = 512^2
+ *   the loops while the matrix has at most matmul_mv_max = 512^2
  *   elements, above it gemv/ger for n == 1 and gemm for m == 1.
  * - anything else: the loops win only while m n k is below ~100 (4x4x4:
  *   138 ns vs 211; 4x4x5: 150 vs 217; 8x8x2: 321 vs 262; 8x8x8: 360 vs
- *   277), so up to tg_matmul_small_mnk = 64.
+ *   277), so up to matmul_small_mnk = 64.
  *
- * Both limits are variables (declared in ops_real.h) only so that the tests
- * can drive any shape down either path. */
-size_t tg_matmul_small_mnk = TG_MATMUL_SMALL_MNK;
-size_t tg_matmul_mv_max = TG_MATMUL_MV_MAX;
-
-static inline bool use_small(int m, int n, int k)
+ * Both limits live in the context (tg_internal.h) so that tests can drive
+ * any shape down either path. */
+static inline bool use_small(const tg_tensor *out, int m, int n, int k)
 {
-    if (n == 1) return (size_t)m * (size_t)k <= tg_matmul_mv_max;
-    if (m == 1 && n >= DOT_LANES) return (size_t)k * (size_t)n <= tg_matmul_mv_max;
-    return (size_t)m * (size_t)n * (size_t)k <= tg_matmul_small_mnk;
+    const tg_ctx *c = out->op->ctx;
+    if (n == 1) return (size_t)m * (size_t)k <= c->matmul_mv_max;
+    if (m == 1 && n >= DOT_LANES) return (size_t)k * (size_t)n <= c->matmul_mv_max;
+    return (size_t)m * (size_t)n * (size_t)k <= c->matmul_small_mnk;
 }
 
 /* y = a @ b, [m, k] @ [k, n] -> [m, n];  da += dy b^T,  db += a^T dy */
@@ -207,7 +205,7 @@ static void matmul_forward(tg_tensor *out)
 {
     const tg_tensor *a = out->in[0], *b = out->in[1];
     int m = a->rows, k = a->cols, n = b->cols;
-    if (use_small(m, n, k)) small_forward(m, n, k, a->val, b->val, out->val);
+    if (use_small(out, m, n, k)) small_forward(m, n, k, a->val, b->val, out->val);
     else if (n == 1) gemv(CblasNoTrans, m, k, a->val, b->val, 0, out->val);
     else gemm(CblasNoTrans, CblasNoTrans, m, n, k, a->val, k, b->val, n, 0, out->val, n);
 }
@@ -216,7 +214,7 @@ static void matmul_backward(tg_tensor *out)
 {
     const tg_tensor *a = out->in[0], *b = out->in[1];
     int m = a->rows, k = a->cols, n = b->cols;
-    if (use_small(m, n, k)) {
+    if (use_small(out, m, n, k)) {
         if (a->grad) small_grad_a(m, n, k, out->grad, b->val, a->grad);
         if (b->grad) small_grad_b(m, n, k, a->val, out->grad, b->grad);
     } else if (n == 1) {

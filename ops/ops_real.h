@@ -34,19 +34,6 @@ static inline tg_real real_abs(tg_real x) { return fabsf(x); }
 #endif
 #define TG_INLINE static inline __attribute__((always_inline))
 
-/* matmul's choice of path (ops/matmul.c): direct loops for matrix-vector
- * and vector-matrix products (n == 1 or m == 1) whose matrix has at most
- * tg_matmul_mv_max elements and for other products with m n k at most
- * tg_matmul_small_mnk; BLAS for the rest.  Variables only so that tests
- * and benchmarks can force either path; nothing else writes them. */
-#ifndef TG_MATMUL_SMALL_MNK
-#define TG_MATMUL_SMALL_MNK 64
-#endif
-#ifndef TG_MATMUL_MV_MAX
-#define TG_MATMUL_MV_MAX (512 * 512)
-#endif
-extern size_t tg_matmul_small_mnk;
-extern size_t tg_matmul_mv_max;
 
 /* Every shape rule starts here: the core checks arity and sizes before it
  * calls a rule, but rules are also reachable through tg_op_shape() by model

@@ -628,7 +628,7 @@ Test(ops, shape_rules_never_crash)
  * tiny to large magnitudes on a log scale.  Outputs below the smallest
  * normal number (subnormals) are checked to one subnormal step, outputs past
  * the largest finite one must be +inf. */
-#include "ops_real.h" /* tg_matmul_small_mnk, tg_matmul_mv_max */
+#include "ops_real.h"
 #include <float.h>
 #include <stdint.h>
 
@@ -841,11 +841,11 @@ Test(ops, matmul_gradcheck_both_paths)
         {2, 3, 17},  /* n >= 16: dot() rows in dA */
         {5, 5, 3},   /* short rows: the transposed copy in dA */
     };
-    const size_t saved_mnk = tg_matmul_small_mnk, saved_mv = tg_matmul_mv_max;
+    const size_t saved_mnk = ctx->matmul_small_mnk, saved_mv = ctx->matmul_mv_max;
     tg_seed(ctx, 4242);
     int failures = 0;
     for (int path = 0; path < 2; path++) {
-        tg_matmul_small_mnk = tg_matmul_mv_max = path ? 0 : SIZE_MAX; /* 0: direct, 1: BLAS */
+        ctx->matmul_small_mnk = ctx->matmul_mv_max = path ? 0 : SIZE_MAX; /* 0: direct, 1: BLAS */
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
             tg_builtin_op d = tg_op_matmul;
             d.test.n_cases = 1;
@@ -858,7 +858,7 @@ Test(ops, matmul_gradcheck_both_paths)
             }
         }
     }
-    tg_matmul_small_mnk = saved_mnk, tg_matmul_mv_max = saved_mv;
+    ctx->matmul_small_mnk = saved_mnk, ctx->matmul_mv_max = saved_mv;
     cr_expect_eq(failures, 0);
 }
 
@@ -937,15 +937,15 @@ Test(ops, matmul_paths_agree_around_thresholds)
         {32, 16, 1}, {32, 32, 1}, {8, 32, 1}, {2, 2, 1}, /* the benchmark's */
         {33, 17, 3}, {16, 16, 16}, {64, 64, 32},
     };
-    const size_t saved_mnk = tg_matmul_small_mnk, saved_mv = tg_matmul_mv_max;
+    const size_t saved_mnk = ctx->matmul_small_mnk, saved_mv = ctx->matmul_mv_max;
     tg_seed(ctx, 99);
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int m = shapes[s][0], k = shapes[s][1], n = shapes[s][2];
         matmul_against_reference(m, k, n, "the default path");
-        tg_matmul_small_mnk = tg_matmul_mv_max = SIZE_MAX;
+        ctx->matmul_small_mnk = ctx->matmul_mv_max = SIZE_MAX;
         matmul_against_reference(m, k, n, "the direct loops");
-        tg_matmul_small_mnk = tg_matmul_mv_max = 0;
+        ctx->matmul_small_mnk = ctx->matmul_mv_max = 0;
         matmul_against_reference(m, k, n, "BLAS");
-        tg_matmul_small_mnk = saved_mnk, tg_matmul_mv_max = saved_mv;
+        ctx->matmul_small_mnk = saved_mnk, ctx->matmul_mv_max = saved_mv;
     }
 }
