@@ -129,7 +129,7 @@ typedef enum tg_op_id {
 /* An entry in a context's op table: a built-in or a registered op. */
 typedef struct tg_op {
     tg_builtin_op def;
-    const tg_ctx *ctx;  /* the context whose table holds it (kernels' settings) */
+    tg_ctx *ctx;        /* the context whose table holds it (kernels' settings, threads) */
     char *name_owned;   /* registered ops own their name */
     int id;             /* position in the table */
     UT_hash_handle hh;  /* by name */
