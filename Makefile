@@ -22,11 +22,11 @@ else
 endif
 
 DEPS_CFLAGS := $(shell pkg-config --cflags yaml-0.1 openblas 2>/dev/null)
-DEPS_LIBS   := $(shell pkg-config --libs yaml-0.1 openblas 2>/dev/null) -lm
+DEPS_LIBS   := $(shell pkg-config --libs yaml-0.1 openblas 2>/dev/null) -lm -pthread
 # -O3: GCC 12 vectorises none of the elementwise loops at -O2.
 OPT     ?= -O3
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
-CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g -fPIC $(WARN) $(REALDEF) \
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g -fPIC -pthread $(WARN) $(REALDEF) \
            -Icore -Iops -Imodels $(DEPS_CFLAGS)
 ifneq ($(SAN),)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -159,6 +159,12 @@ clean:
 .PHONY: bench
 bench:
 	BENCH_OPT='$(OPT)' bench/run.sh
+
+# bench/step.c alone, against this build's library (float only), as run.sh
+# builds it: e.g. make BUILD=build/b OPT=-O2 build/b/step
+$(BUILD)/step: bench/step.c $(STATIC)
+	$(CC) -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -pthread -Icore -Iops $(DEPS_CFLAGS) \
+	    -o $@ bench/step.c $(STATIC) $(DEPS_LIBS)
 
 # ---- fuzzing (issue 7): libFuzzer harnesses in tests/fuzz/, built by clang with
 # ASan + UBSan in build/fuzz (the library objects with -fsanitize=fuzzer-no-link).

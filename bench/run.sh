@@ -7,7 +7,11 @@
 # is kept under build/bench/results/.
 #
 # Settings (environment): BENCH_SIZES ("tiny small medium large"),
-# BENCH_SECONDS (1.5, timed per run), BENCH_THREADS (2), BENCH_TORCH_CONFIGS
+# BENCH_SECONDS (1.5, timed per run), BENCH_THREADS (2), BENCH_THREAD_CONFIG
+# (tapegrad: what the library recommends, tapegrad's own BENCH_THREADS
+# threads with OpenBLAS on one (tg_ctx_set_threads, `tapegrad --threads`);
+# blas: the old way, tapegrad on one thread and OpenBLAS on BENCH_THREADS),
+# BENCH_TORCH_CONFIGS
 # ("2:1 1:2": PyTorch intra-op threads : OpenBLAS threads; each run, the best
 # kept), BENCH_WAIT (30: seconds to wait for an idle machine before each size),
 # BENCH_PYTHON (a python3 with torch and numpy; found by itself), BENCH_OPT
@@ -20,6 +24,14 @@ cd "$(dirname "$0")/.."
 B=${BENCH_BUILD:-build/bench}
 SECS=${BENCH_SECONDS:-1.5}
 THREADS=${BENCH_THREADS:-2}
+THREAD_CONFIG=${BENCH_THREAD_CONFIG:-tapegrad}
+case $THREAD_CONFIG in
+tapegrad) TG_THREAD_ARGS=(--threads "$THREADS") TRAIN_THREAD_ARGS=(--threads "$THREADS") BLAS_ENV=1
+          THREAD_DESC="tapegrad's $THREADS threads, OpenBLAS on 1" ;;
+blas) TG_THREAD_ARGS=(--blas-threads "$THREADS") TRAIN_THREAD_ARGS=(--threads 1) BLAS_ENV=$THREADS
+      THREAD_DESC="tapegrad on 1 thread, OpenBLAS on $THREADS" ;;
+*) echo "BENCH_THREAD_CONFIG must be tapegrad or blas, not '$THREAD_CONFIG'"; exit 2 ;;
+esac
 SIZES=${BENCH_SIZES:-tiny small medium large}
 TORCH_CFGS=${BENCH_TORCH_CONFIGS:-2:1 1:2}
 WAIT=${BENCH_WAIT:-30}
@@ -78,8 +90,8 @@ have_cli=0
 if ls cli/*.c >/dev/null 2>&1 && $MK --no-print-directory -s BUILD="$B" REAL=float SAN= OPT="$OPTFLAGS" "$B/tapegrad"; then
     have_cli=1
 fi
-${CC:-cc} -std=c11 -D_GNU_SOURCE $OPTFLAGS -g -Wall -Wextra -Icore -Iops $(pkg-config --cflags openblas) \
-    -o "$B/step" bench/step.c "$B/libtapegrad.a" $(pkg-config --libs openblas yaml-0.1) -lm || exit 1
+${CC:-cc} -std=c11 -D_GNU_SOURCE $OPTFLAGS -g -Wall -Wextra -pthread -Icore -Iops $(pkg-config --cflags openblas) \
+    -o "$B/step" bench/step.c "$B/libtapegrad.a" $(pkg-config --libs openblas yaml-0.1) -lm -pthread || exit 1
 
 PY=
 for cand in ${BENCH_PYTHON:-} python3 /usr/bin/python3; do
@@ -108,7 +120,7 @@ fi
 run_tg() { # run_tg NAME ARGS...: one process of bench/step.c
     local name=$1
     shift
-    "$B/step" --threads "$THREADS" --seconds "$SECS" "$@" >"$OUT/$name.txt" 2>"$OUT/$name.err" ||
+    "$B/step" "${TG_THREAD_ARGS[@]}" --seconds "$SECS" "$@" >"$OUT/$name.txt" 2>"$OUT/$name.err" ||
         echo "   $name failed: $(tail -1 "$OUT/$name.err")"
 }
 run_torch() { # run_torch NAME IMPL SIZE: every thread configuration, the best kept as NAME.txt
@@ -130,7 +142,8 @@ run_torch() { # run_torch NAME IMPL SIZE: every thread configuration, the best k
 echo "== environment"
 echo "   $(uname -srm), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "   OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-(unset)}" \
-     "OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-(unset)} (tapegrad sets $THREADS with openblas_set_num_threads)"
+     "OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-(unset)} (the runs set their own)"
+echo "   tapegrad's threads: $THREAD_DESC (BENCH_THREAD_CONFIG=$THREAD_CONFIG)"
 wait_quiet
 "$B/step" --calibrate --threads "$THREADS" --seconds 3 >"$OUT/calibrate.txt" 2>&1
 PEAK=$(kv "$OUT/calibrate.txt" sgemm_peak_gflops)
@@ -172,7 +185,7 @@ if [ "$have_cli" = 1 ]; then
         # the same weights as the tool's (the model file's init, seed 1), timed just before it
         run_tg "elman-modelinit-$s" --model "$ELMAN" --size "$s" --init model --no-replay
         n=$(awk -v x="$(kv "$OUT/elman-$s.txt" ms_median)" 'BEGIN { n = int(2000 / (x > 0 ? x : 1)); print ((n < 20) ? 20 : (n > 20000) ? 20000 : n) }')
-        OPENBLAS_NUM_THREADS=$THREADS "$B/tapegrad" train "$ELMAN" --data "$OUT/data-$s.yaml" --dim input="$I" \
+        OPENBLAS_NUM_THREADS=$BLAS_ENV "$B/tapegrad" train "${TRAIN_THREAD_ARGS[@]}" "$ELMAN" --data "$OUT/data-$s.yaml" --dim input="$I" \
             --dim hidden="$H" --dim output="$O" --batch "$Bt" --epochs "$n" --optimizer sgd --lr 0.0001 \
             --log "$OUT/train-$s.csv" --quiet >"$OUT/train-$s.out" 2>>"$OUT/train-$s.err" ||
             echo "   tapegrad train failed: $(tail -1 "$OUT/train-$s.err")"
@@ -190,7 +203,13 @@ have_cli=0
 ls "$OUT"/train-*.csv >/dev/null 2>&1 && have_cli=1
 echo
 echo "== Elman network (models/elman.yaml), one training step = forward over T + loss + backward + SGD,"
-echo "   float32, tape re-recorded every step; each size in its own process; $THREADS OpenBLAS threads"
+f0=$OUT/elman-${SIZES%% *}.txt # the thread configuration the runs used, as they printed it
+case $(kv "$f0" thread_config) in
+tapegrad) THREAD_DESC="tapegrad's $(kv "$f0" tg_threads) threads, OpenBLAS on 1" ;;
+blas) THREAD_DESC="tapegrad on 1 thread, OpenBLAS on $(kv "$f0" blas_threads | cut -d' ' -f1)" ;;
+*) THREAD_DESC="$(kv "$f0" blas_threads | cut -d' ' -f1) OpenBLAS threads" ;; # output from before tapegrad had threads
+esac
+echo "   float32, tape re-recorded every step; each size in its own process; $THREAD_DESC"
 echo "   FLOP/step = 2mkn for every product the step computes (forward, and backward for each operand"
 echo "   that needs a gradient), read off the tape; elementwise work is not counted."
 printf "%-7s %-16s %-30s %9s %8s %10s %8s %7s %10s %9s %7s\n" size "I-H-O T B" "tapegrad ms/step med [min, max]" \
@@ -249,7 +268,7 @@ echo "   torch.nn.LSTM/GRU + Linear use PyTorch's own gate equations (nn.GRU: r 
 
 if [ "$have_cli" = 1 ]; then
     echo
-    echo "== tapegrad train (the command-line tool) on the same data and weights, sgd, OPENBLAS_NUM_THREADS=$THREADS"
+    echo "== tapegrad train (the command-line tool) on the same data and weights, sgd, $THREAD_DESC"
     for s in $TRAIN_SIZES; do
         c=$OUT/train-$s.csv
         [ -s "$c" ] || { echo "   $s: no log ($(tail -1 "$OUT/train-$s.err" 2>/dev/null))"; continue; }

@@ -79,11 +79,16 @@ typedef struct cli_usage {
     const char **positional; /* where they go */
 } cli_usage;
 
-/* Parses argv[1..argc) of a subcommand against opts.  Returns -1 when it
- * printed --help (exit 0), CLI_USAGE after printing an error, else 0. */
+/* Parses argv[1..argc) of a subcommand against opts, and --threads N, which
+ * every command takes (kept for cli_open; --help lists it).  Returns -1 when
+ * it printed --help (exit 0), CLI_USAGE after printing an error, else 0. */
 int cli_parse(const cli_cmd *cmd, const cli_usage *usage, const cli_opt *opts, int n_opts, int argc,
               char **argv);
 void cli_help(FILE *f, const cli_cmd *cmd, const cli_usage *usage, const cli_opt *opts, int n_opts);
+/* --threads without a value: the online CPUs, at most CLI_MAX_DEFAULT_THREADS
+ * (past that the products of the shipped models gain nothing). */
+#define CLI_MAX_DEFAULT_THREADS 8
+int cli_default_threads(void);
 /* "tapegrad NAME: message" + a pointer to --help, on stderr; returns CLI_USAGE. */
 int cli_usage_error(const cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -97,7 +102,8 @@ typedef struct cli_session {
     const char *model_path, *data_path;
 } cli_session;
 
-/* Loads o->model (with --dim), initialises params from --seed, then reads
+/* Makes the context with --threads threads (default cli_default_threads()),
+ * loads o->model (with --dim), initialises params from --seed, then reads
  * --params and --data if given.  On failure prints the message, closes the
  * session and returns the exit code. */
 int cli_open(cli_session *s, const cli_common *o);

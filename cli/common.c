@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cli.h"
 
 /* ---- suggestions ------------------------------------------------------------------ */
@@ -42,6 +43,19 @@ const char *cli_suggest(const char *word, const char *const *cands, int n)
     return best;
 }
 
+/* ---- threads: every command takes --threads N --------------------------------------------
+ * cli_parse() knows this option besides a command's own table, and cli_open()
+ * hands the value to tg_ctx_set_threads().  One command runs per process, so
+ * the parsed value is kept here.  0: the default. */
+static int opt_threads;
+static const cli_opt threads_opt = {"threads", CLI_INT, &opt_threads, "N", "", 1, TG_MAX_THREADS};
+
+int cli_default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > CLI_MAX_DEFAULT_THREADS ? CLI_MAX_DEFAULT_THREADS : (int)n;
+}
+
 /* ---- options ------------------------------------------------------------------------- */
 int cli_usage_error(const cli_cmd *cmd, const char *fmt, ...)
 {
@@ -63,6 +77,8 @@ void cli_help(FILE *f, const cli_cmd *cmd, const cli_usage *usage, const cli_opt
         else snprintf(left, sizeof left, "--%s %s", opts[i].name, opts[i].meta);
         fprintf(f, "  %-22s %s\n", left, opts[i].help);
     }
+    fprintf(f, "  %-22s threads for large products, 1 to %d (default: the online CPUs up to %d, here %d)\n",
+            "--threads N", TG_MAX_THREADS, CLI_MAX_DEFAULT_THREADS, cli_default_threads());
     fprintf(f, "  %-22s %s\n\n%s", "-h, --help", "show this help", CLI_EXIT_CODES);
 }
 
@@ -166,10 +182,12 @@ int cli_parse(const cli_cmd *cmd, const cli_usage *usage, const cli_opt *opts, i
         const cli_opt *o = NULL;
         for (int k = 0; k < n_opts && !o; k++)
             if (strlen(opts[k].name) == nlen && !strncmp(opts[k].name, name, nlen)) o = &opts[k];
+        if (!o && strlen(threads_opt.name) == nlen && !strncmp(threads_opt.name, name, nlen)) o = &threads_opt;
         if (!o) {
-            const char *names[64];
+            const char *names[65];
             int n = 0;
             for (int k = 0; k < n_opts && n < 64; k++) names[n++] = opts[k].name;
+            names[n++] = threads_opt.name;
             char word[48];
             snprintf(word, sizeof word, "%.*s", (int)(nlen < 40 ? nlen : 40), name);
             const char *s = cli_suggest(word, names, n);
@@ -232,6 +250,11 @@ int cli_open(cli_session *s, const cli_common *o)
         return CLI_FAILURE;
     }
     int rc = CLI_OK;
+    if (tg_ctx_set_threads(s->ctx, opt_threads ? opt_threads : cli_default_threads()) != TG_OK) {
+        rc = cli_fail(s);
+        cli_close(s);
+        return rc;
+    }
     s->model = tg_model_load(s->ctx, o->model, o->dims.dim, o->dims.n);
     if (!s->model) {
         /* a bad --dim is a usage error; everything else is the file's */

@@ -153,6 +153,8 @@ tg_ctx *tg_ctx_new_checked(const tg_allocator *alloc, size_t real_size)
     ctx->alloc = a;
     ctx->matmul_small_mnk = TG_MATMUL_SMALL_MNK;
     ctx->matmul_mv_max = TG_MATMUL_MV_MAX;
+    ctx->threads = 1;
+    ctx->par_min_mnk = TG_PAR_MIN_MNK;
     tg_seed(ctx, 0x7a9e6ad);
     if (tg_optable_init(ctx) != TG_OK) {
         tg_optable_free(ctx);
@@ -165,6 +167,7 @@ tg_ctx *tg_ctx_new_checked(const tg_allocator *alloc, size_t real_size)
 void tg_ctx_free(tg_ctx *ctx)
 {
     if (!ctx) return;
+    tg_threads_free(ctx);
     tg_optable_free(ctx);
     tg_allocator a = ctx->alloc;
     a.free(ctx, sizeof *ctx, a.user);

@@ -87,6 +87,25 @@ void tg_seed(tg_ctx *ctx, uint64_t seed);
 double tg_rand_uniform(tg_ctx *ctx);           /* in [0, 1) */
 double tg_rand_normal(tg_ctx *ctx);            /* mean 0, std 1 */
 
+/* Threads.  With n >= 2, products large enough to gain (m n k of about 64^3
+ * and up) are split over n threads: the calling thread and n - 1 workers the
+ * context owns (started at the first such product, joined by
+ * tg_ctx_set_threads(ctx, 1) and tg_ctx_free(); idle ones sleep).  The
+ * context still belongs to one thread at a time: calls return only when
+ * their workers are done.  Two thread pools on the same cores slow both
+ * down, so n >= 2 also makes BLAS single-threaded (OpenBLAS:
+ * openblas_set_num_threads(1)), which is process-wide: every context and
+ * any other BLAS user in the program get one BLAS thread.  Going back to
+ * n = 1 joins the workers but leaves BLAS at one thread; call
+ * openblas_set_num_threads() to give BLAS its threads back.  tapegrad splits
+ * only while BLAS runs one thread.  The default is 1: nothing is split and
+ * BLAS keeps its own threading.  n from 1 to TG_MAX_THREADS, else
+ * TG_ERR_ARG; TG_ERR_NOMEM leaves the setting as it was.  A worker that
+ * cannot start is not an error: its share runs on the calling thread. */
+#define TG_MAX_THREADS 64
+tg_status tg_ctx_set_threads(tg_ctx *ctx, int n);
+int tg_ctx_threads(const tg_ctx *ctx);
+
 /* ---- tensors: read-only views -------------------------------------------- */
 
 int tg_rows(const tg_tensor *t);
@@ -442,6 +461,10 @@ typedef struct tg_unroll {
     const tg_real *const *inputs; /* per input, laid out as tg_dataset_values() */
     const tg_real *const *targets;/* per target, likewise; NULL: record no loss */
     const tg_real *const *state0; /* per state [rows, B] values; NULL (or a NULL entry): its init */
+    int each_op;                  /* 1: one entry per operator, as the equations are written
+                                     (what `tapegrad dump` shows); 0: an affine map and its
+                                     activation as one `affine` entry (same values and
+                                     gradients, fewer entries and buffers: training uses it) */
     tg_tensor *loss;              /* out: 1x1 sum of the per-step losses (or the last
                                      step's); NULL without targets or loss step */
     tg_tensor **outputs;          /* out: outputs[k * n_outputs + j] is output j at step t0 + k */

@@ -85,7 +85,7 @@ typedef void (*tg_kernel_fn)(tg_tensor *out);
 /* How the op-table test exercises an op: random inputs of these shapes,
  * values drawn from [lo, hi] but never within `kink` of a point where the op
  * is not differentiable. */
-#define TG_TEST_MAX_IN 4
+#define TG_TEST_MAX_IN 6
 #define TG_TEST_MAX_CASES 4
 typedef struct tg_op_test_case {
     int n_in;
@@ -112,6 +112,10 @@ typedef struct tg_builtin_op {
     tg_kernel_fn forward, backward;
     /* scratch (in tg_real) the op keeps between forward and backward */
     size_t (*scratch)(const tg_tensor *out);
+    /* workspace (in tg_real) backward needs for one call only: the sweep
+     * lends the tape's workspace to out->scratch for that call.  An op uses
+     * this or scratch, not both. */
+    size_t (*backward_scratch)(const tg_tensor *out);
     tg_op_test test;
 } tg_builtin_op;
 
@@ -147,7 +151,7 @@ enum { TG_KIND_NODE, TG_KIND_INPUT, TG_KIND_PARAM };
 struct tg_tensor {
     tg_real *val;
     tg_real *grad;          /* NULL until backward, or if no gradient needed */
-    tg_real *scratch;       /* op-owned scratch, on the tape's arena */
+    tg_real *scratch;       /* op-owned scratch, on the tape's arena (or lent for backward) */
     const tg_op *op;        /* NULL for leaves */
     tg_tensor **in;         /* inputs, on the tape's arena */
     int n_in;
@@ -178,6 +182,9 @@ static inline size_t tg_numel(const tg_tensor *t) { return (size_t)t->rows * (si
 struct tg_ctx {
     tg_allocator alloc;
     size_t matmul_small_mnk, matmul_mv_max;
+    int threads;            /* threads: tg_ctx_set_threads() (core/threads.c) */
+    size_t par_min_mnk;     /* threads: products split only from this m n k (ops/gemm.c) */
+    struct tg_pool *pool;   /* threads: the workers; NULL while threads is 1 */
     tg_status status;
     char errmsg[TG_ERRMSG_LEN];
     uint64_t rng[4];
@@ -199,6 +206,8 @@ struct tg_tape {
         void *head;
     } free_grads[16];
     int n_free_sizes;
+    tg_real *work;          /* backward_scratch workspace, on the arena */
+    size_t work_len;
     tg_sweep_hook hook;
     void *hook_user;
 };
@@ -216,6 +225,24 @@ struct tg_params {
     tg_real *values, *grads;
     size_t total, cap_total;
 };
+
+/* ---- threads (core/threads.c) ----------------------------------------------- */
+/* A context's worker pool: threads - 1 workers, started at the first batch
+ * and joined by tg_ctx_set_threads() or tg_ctx_free().  tg_parallel() runs
+ * fn(arg, 0) ... fn(arg, n - 1) on the workers and the caller's thread and
+ * returns when all are done; jobs must not touch the context's error state.
+ * Without workers (threads 1, a thread that could not start, a call from
+ * inside a job) the jobs run one after the other on the caller's thread.
+ * ops/gemm.c splits a product only when its m n k is at least par_min_mnk
+ * (TG_PAR_MIN_MNK by default; tests set 0 to split everything) and BLAS
+ * runs single-threaded. */
+#define TG_PAR_MIN_MNK ((size_t)64 * 64 * 64)
+typedef struct tg_pool tg_pool;
+typedef void (*tg_job_fn)(void *arg, int job);
+void tg_parallel(tg_ctx *ctx, int n, tg_job_fn fn, void *arg);
+void tg_threads_free(tg_ctx *ctx);
+bool tg_blas_is_single_threaded(void);
+/* ---- end of threads --------------------------------------------------------- */
 
 /* ---- helpers ----------------------------------------------------------------- */
 void *tg_alloc(tg_ctx *ctx, size_t size);            /* NULL + TG_ERR_NOMEM */
@@ -248,6 +275,13 @@ void tg_atomic_abort(tg_atomic *a);
 /* Record one entry: checks shapes, allocates the value, runs forward. */
 tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
                      int n_attrs, const double *attrs);
+/* The same for a caller that has checked everything tg_record checks: the
+ * inputs are entries of this tape (or params), the arity, the attributes
+ * (TG_MAX_ATTRS of them, unused ones 0) and the output shape [rows, cols]
+ * are the op's.  The model unroller, whose code was checked when the model
+ * was compiled, records through this. */
+tg_tensor *tg_record_checked(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in, const double *attrs,
+                             int rows, int cols);
 
 /* Elementwise-broadcast helpers shared by the binary ops. */
 int tg_broadcast_shape(int n, const int (*in)[2], int out[2], const char *op,
