@@ -1,13 +1,13 @@
 /* step.c — times one full training step of a recurrent model from models/
  * (forward over T steps, loss, backward, plain SGD, zeroed gradients, the tape
  * re-recorded every step) at one of the benchmark sizes, in float32 with a
- * fixed number of OpenBLAS threads.  Prints key=value lines that bench/run.sh
+ * fixed number of threads.  Prints key=value lines that bench/run.sh
  * tabulates.  Weights and data come from an integer hash that
  * bench/torch_step.py reproduces bit for bit, so both sides start from the
  * same numbers and their losses can be compared.
  *
  * usage: step [--size tiny|small|medium|large] [--model FILE] [--engine yaml|api]
- *             [--threads N] [--seconds S] [--lr LR] [--dim NAME=VALUE]...
+ *             [--threads N | --blas-threads N] [--seconds S] [--lr LR] [--dim NAME=VALUE]...
  *             [--no-replay] [--losses N] [--write-data FILE] [--steps N] [--breakdown]
  *             [--init hash|model]
  *        step --calibrate [--threads N]      (the machine's sgemm rate only)
@@ -21,6 +21,10 @@
  * --breakdown times the phases and every op's kernels (see run_breakdown);
  * --init model keeps the model file's own init (seed 1, as `tapegrad train`)
  * instead of the hash, for comparing with the tool.
+ * Threads: --threads N (default 2) gives tapegrad N threads
+ * (tg_ctx_set_threads, which runs OpenBLAS on one); --blas-threads N is the
+ * old configuration, tapegrad on one thread and OpenBLAS on N.  --calibrate
+ * always times OpenBLAS on N threads: the machine's limit.
  * Every time is wall-clock, from CLOCK_MONOTONIC. */
 #include <cblas.h>
 #undef I /* OpenBLAS's cblas.h pulls in <complex.h>; no complex numbers here */
@@ -335,13 +339,18 @@ static void read_tape(tg_tape *tp, tape_stats *st)
     memset(st, 0, sizeof *st);
     int n = tg_tape_length(tp);
     st->entries = n;
-    st->calls = calloc((size_t)n + 1, sizeof *st->calls);
+    size_t products = 1;
+    for (int i = 0; i < n; i++) products += (size_t)tg_tensor_arity(tg_tape_at(tp, i));
+    st->calls = calloc(products, sizeof *st->calls);
     for (int i = 0; i < n; i++) {
         tg_tensor *t = tg_tape_at(tp, i);
         const char *op = tg_tensor_op(t);
         int swept = tg_grad(t) != NULL;
-        if (!strcmp(op, "matmul")) {
-            tg_tensor *a = tg_tensor_input(t, 0), *b = tg_tensor_input(t, 1);
+        /* a matmul is one product; an affine entry (the fused tape) is
+         * attr 0 products over its first inputs, then elementwise work */
+        int is_affine = !strcmp(op, "affine"), pairs = is_affine ? (int)tg_attr(t, 0) : !strcmp(op, "matmul");
+        for (int j = 0; j < pairs; j++) {
+            tg_tensor *a = tg_tensor_input(t, 2 * j), *b = tg_tensor_input(t, 2 * j + 1);
             gemm_call c = {tg_rows(a), tg_cols(a), tg_cols(b), swept && tg_grad(a), swept && tg_grad(b)};
             double f = 2.0 * c.m * c.k * c.n;
             st->mm_fwd += f;
@@ -351,7 +360,11 @@ static void read_tape(tg_tape *tp, tape_stats *st)
             if (sa > st->max_a) st->max_a = sa;
             if (sb > st->max_b) st->max_b = sb;
             if (sc > st->max_c) st->max_c = sc;
-        } else if (strcmp(op, "input") != 0) {
+        }
+        if (is_affine) {
+            st->ew_fwd += (double)tg_size(t);
+            if (swept) st->ew_bwd += (double)tg_size(t);
+        } else if (!pairs && strcmp(op, "input") != 0) {
             st->ew_fwd += (double)tg_size(t);
             if (swept) st->ew_bwd += (double)tg_size(t);
         }
@@ -599,6 +612,9 @@ static void run_breakdown(bench *bn, double seconds)
     }
 }
 
+static int tg_threads = 1;                   /* tapegrad's threads, for print_env */
+static const char *thread_config = "tapegrad"; /* or "blas": --blas-threads, --calibrate */
+
 static void print_env(int threads)
 {
     const char *ct = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE"),
@@ -606,6 +622,7 @@ static void print_env(int threads)
     printf("corename=%s\n", openblas_get_corename());
     printf("blas_config=%s\n", openblas_get_config());
     printf("blas_threads=%d requested=%d\n", openblas_get_num_threads(), threads);
+    printf("tg_threads=%d\nthread_config=%s\n", tg_threads, thread_config);
     printf("env_OPENBLAS_CORETYPE=%s\nenv_OPENBLAS_L2_SIZE=%s\nenv_OPENBLAS_NUM_THREADS=%s\n",
            ct ? ct : "(unset)", l2 ? l2 : "(unset)", nt ? nt : "(unset)");
 }
@@ -614,7 +631,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: step [--size tiny|small|medium|large] [--model FILE] [--engine yaml|api]\n"
-            "            [--threads N] [--seconds S] [--lr LR] [--dim NAME=VALUE]... [--no-replay]\n"
+            "            [--threads N | --blas-threads N] [--seconds S] [--lr LR] [--dim NAME=VALUE]...\n"
+            "            [--no-replay]\n"
             "            [--losses N] [--write-data FILE] [--steps N] [--breakdown] [--init hash|model]\n"
             "       step --calibrate [--threads N] [--seconds S]\n");
     exit(2);
@@ -624,6 +642,7 @@ int main(int argc, char **argv)
 {
     const char *size = "tiny", *model = "models/elman.yaml", *engine = "yaml", *data_out = NULL, *init = "hash";
     int threads = 2, calibrate = 0, do_replay = 1, n_losses = 0, fixed_steps = 0, want_breakdown = 0;
+    int blas_threads = 0; /* --blas-threads N: OpenBLAS's threads, tapegrad on one */
     double seconds = 1.5, lr = -1;
     tg_dim extra[MAX_DIMS];
     int n_extra = 0;
@@ -638,6 +657,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--model")) model = v, i++;
         else if (!strcmp(a, "--engine")) engine = v, i++;
         else if (!strcmp(a, "--threads")) threads = atoi(v), i++;
+        else if (!strcmp(a, "--blas-threads")) threads = blas_threads = atoi(v), i++;
         else if (!strcmp(a, "--seconds")) seconds = atof(v), i++;
         else if (!strcmp(a, "--lr")) lr = atof(v), i++;
         else if (!strcmp(a, "--losses")) n_losses = atoi(v), i++;
@@ -653,8 +673,11 @@ int main(int argc, char **argv)
             i++;
         } else usage();
     }
-    if (threads < 1) usage();
-    openblas_set_num_threads(threads);
+    if (threads < 1 || threads > TG_MAX_THREADS) usage();
+    /* tapegrad's threads (with OpenBLAS on one), or OpenBLAS's (tapegrad on one) */
+    openblas_set_num_threads(calibrate || blas_threads ? threads : 1);
+    tg_threads = calibrate || blas_threads ? 1 : threads;
+    if (calibrate || blas_threads) thread_config = "blas";
 
     if (calibrate) {
         print_env(threads);
@@ -680,6 +703,7 @@ int main(int argc, char **argv)
     bn.lr = lr > 0 ? lr : 0.01 / ((double)bn.s.steps * bn.s.batch);
     bn.ctx = tg_ctx_new(NULL);
     if (!bn.ctx) die("context", NULL);
+    if (tg_ctx_set_threads(bn.ctx, tg_threads) != TG_OK) die("threads", bn.ctx);
     bn.ps = tg_params_new(bn.ctx);
     bn.tape = tg_tape_new(bn.ctx);
     if (!bn.ps || !bn.tape) die("set-up", bn.ctx);

@@ -9,13 +9,13 @@
 typedef struct dump_args {
     cli_common c;
     const char *output, *norms_csv;
-    int steps, batch, values, grads, fold, anomaly, norms;
+    int steps, batch, values, grads, fold, anomaly, norms, fused;
 } dump_args;
 
 /* Records the first `steps` steps (all if 0) of every sequence, summing the
  * losses into *loss (NULL without targets).  Like cli_unroll_all, which
  * records whole sequences. */
-static tg_status unroll(cli_session *s, int steps, tg_tensor **loss)
+static tg_status unroll(cli_session *s, int steps, int fused, tg_tensor **loss)
 {
     int ni = tg_model_count(s->model, TG_ROLE_INPUT), nt = tg_model_count(s->model, TG_ROLE_TARGET);
     const tg_real *in[256], *tg[256];
@@ -33,6 +33,7 @@ static tg_status unroll(cli_session *s, int steps, tg_tensor **loss)
             .seq_steps = T,
             .inputs = in,
             .targets = have_targets ? tg : NULL,
+            .each_op = !fused,
         };
         tg_status st = tg_model_unroll(s->model, s->tape, &u);
         if (st) return st;
@@ -92,6 +93,8 @@ static int dump(const cli_cmd *cmd, int argc, char **argv)
          "text: one line per entry; json; dot: Graphviz (default text)", 0, 0},
         {"grads", CLI_FLAG, &a.grads, NULL, "run backward and show every gradient too", 0, 0},
         {"fold", CLI_FLAG, &a.fold, NULL, "text, dot: show the first and last step, fold the others", 0, 0},
+        {"fused", CLI_FLAG, &a.fused, NULL,
+         "record as training does: an affine map and its activation as one 'affine' entry", 0, 0},
         {"values", CLI_INT, &a.values, "N", "print tensors of up to N numbers in full, else min/max/mean (default 4)",
          0, 1000},
         {"detect-anomaly", CLI_FLAG, &a.anomaly, NULL,
@@ -110,8 +113,11 @@ static int dump(const cli_cmd *cmd, int argc, char **argv)
         "its FILE:LINE:COL in MODEL, its inputs, shape, a summary of its value and,\n"
         "with --grads, of its gradient.  NaN and Inf are flagged (red in DOT).\n"
         "  tapegrad dump MODEL --data DATA --grads --format dot > g.dot && dot -Tsvg g.dot -o g.svg\n"
-        "--fold keeps a long sequence readable.  --detect-anomaly stops at the first\n"
-        "non-finite number and names the entry, its inputs, the step and the equation.\n"
+        "Each operator of the equations is one entry; --fused shows the tape that\n"
+        "train, grad and check record, where a = U @ x + W @ h + b; h = tanh(a) is\n"
+        "one 'affine' entry.  --fold keeps a long sequence readable.\n"
+        "--detect-anomaly stops at the first non-finite number and names the entry,\n"
+        "its inputs, the step and the equation.\n"
         "--norms prints |dL/dP| contributed at each step for each parameter P and\n"
         "|dL/dh(t)| for each equation h: the vanishing/exploding-gradient picture.",
         1, pos,
@@ -144,7 +150,7 @@ static int dump(const cli_cmd *cmd, int argc, char **argv)
     tg_grad_norms *gn = NULL;
     tg_tape_detect_anomaly(s.tape, a.anomaly);
     tg_params_zero_grad(s.params);
-    tg_status st = unroll(&s, a.steps, &loss);
+    tg_status st = unroll(&s, a.steps, a.fused, &loss);
     if (!st && backward) {
         if (a.norms || a.norms_csv) st = (gn = tg_grad_norms_new(s.tape, loss, s.params)) ? TG_OK : tg_status_last(s.ctx);
         else st = tg_backward(s.tape, loss);

@@ -28,6 +28,8 @@ void tg_tape_reset(tg_tape *tp)
 {
     tp->n = 0;
     tp->n_free_sizes = 0; /* the buffers go back with the arena */
+    tp->work = NULL;
+    tp->work_len = 0;
     tg_arena_reset(&tp->arena);
 }
 
@@ -207,6 +209,33 @@ tg_tensor *tg_input_ref(tg_tape *tp, int rows, int cols, const tg_real *data)
     return input(tp, rows, cols, data, 0, true);
 }
 
+/* The part of recording that follows the checks: allocate, link, run. */
+static tg_tensor *record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in, const double *attrs,
+                         int rows, int cols, int ndim, int needs_grad)
+{
+    const tg_builtin_op *d = &op->def;
+    tg_tensor *t = new_entry(tp, rows, cols, ndim, n, true);
+    if (!t) return NULL;
+    t->op = op;
+    for (int i = 0; i < n; i++) t->in[i] = in[i];
+    memcpy(t->attr, attrs, sizeof t->attr);
+    t->kind = TG_KIND_NODE;
+    t->requires_grad = d->differentiable && needs_grad;
+    if (d->scratch) {
+        size_t sz = d->scratch(t);
+        if (sz && !(t->scratch = tg_arena_alloc(&tp->arena, sz * sizeof(tg_real)))) return NULL;
+    }
+    if (push(tp, t)) return NULL;
+    d->forward(t);
+    if (tp->detect_anomaly && !finite_all(t->val, tg_numel(t))) {
+        char what[TG_ERRMSG_LEN - 64];
+        tg_describe_entry(t, TG_DESCRIBE_VALUE, what, sizeof what);
+        tg_error(tp->ctx, TG_ERR_NONFINITE, "non-finite value computed by %s", what);
+        return NULL;
+    }
+    return t;
+}
+
 tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
                      int n_attrs, const double *attrs)
 {
@@ -247,26 +276,18 @@ tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
                  tg_shape_str(sh, out[0], out[1], 2));
         return NULL;
     }
-    tg_tensor *t = new_entry(tp, out[0], out[1], all_1d && out[1] == 1 ? 1 : 2, n, true);
-    if (!t) return NULL;
-    t->op = op;
-    for (int i = 0; i < n; i++) t->in[i] = in[i];
-    memcpy(t->attr, a, sizeof a);
-    t->kind = TG_KIND_NODE;
-    t->requires_grad = d->differentiable && needs_grad;
-    if (d->scratch) {
-        size_t s = d->scratch(t);
-        if (s && !(t->scratch = tg_arena_alloc(&tp->arena, s * sizeof(tg_real)))) return NULL;
+    return record(tp, op, n, in, a, out[0], out[1], all_1d && out[1] == 1 ? 1 : 2, needs_grad);
+}
+
+tg_tensor *tg_record_checked(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in, const double *attrs,
+                             int rows, int cols)
+{
+    int all_1d = 1, needs_grad = 0;
+    for (int i = 0; i < n; i++) {
+        all_1d &= in[i]->ndim == 1;
+        needs_grad |= in[i]->requires_grad;
     }
-    if (push(tp, t)) return NULL;
-    d->forward(t);
-    if (tp->detect_anomaly && !finite_all(t->val, tg_numel(t))) {
-        char what[TG_ERRMSG_LEN - 64];
-        tg_describe_entry(t, TG_DESCRIBE_VALUE, what, sizeof what);
-        tg_error(ctx, TG_ERR_NONFINITE, "non-finite value computed by %s", what);
-        return NULL;
-    }
-    return t;
+    return record(tp, op, n, in, attrs, rows, cols, all_1d && cols == 1 ? 1 : 2, needs_grad);
 }
 
 tg_tensor *tg_apply(tg_tape *tp, const char *name, int n, tg_tensor *const *in, int n_attrs,
@@ -336,6 +357,14 @@ tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
             size_t bytes = tg_numel(x) * sizeof(tg_real);
             if (!x->grad && !(x->grad = grad_alloc(tp, bytes))) return TG_ERR_NOMEM;
             memset(x->grad, 0, bytes);
+        }
+        if (t->op->def.backward_scratch) {
+            size_t need = t->op->def.backward_scratch(t);
+            if (need > tp->work_len) {
+                if (!(tp->work = tg_arena_alloc(&tp->arena, need * sizeof(tg_real)))) return TG_ERR_NOMEM;
+                tp->work_len = need;
+            }
+            t->scratch = tp->work;
         }
         t->op->def.backward(t);
         if (tp->hook) tp->hook(t, tp->hook_user);

@@ -287,6 +287,8 @@ static tg_status apply(C *c, const tg_op *op, int n, const val *v, int n_attrs, 
     }
     tgm_instr *k = emit(c, op, n, in, n_attrs, attrs, off);
     if (!k) return TG_ERR_NOMEM;
+    k->rows = o[0];
+    k->cols = o[1];
     memset(out, 0, sizeof *out);
     out->slot = k->out;
     out->rows = o[0];
@@ -1004,6 +1006,7 @@ tg_status tgm_compile(tg_model *m, const tgm_ydoc *d, int step_node, int outputs
     c.d = d;
     c.ctx = d->ctx;
     tg_status st = compile(&c, step_node, outputs_node, loss_node);
+    if (!st) st = tgm_fuse(m);
     tg_free(c.ctx, c.syms, (size_t)c.cap_syms * sizeof *c.syms);
     tg_free(c.ctx, c.code, (size_t)c.cap_code * sizeof *c.code);
     tg_free(c.ctx, c.later, (size_t)(c.n_later ? c.n_later : 1) * sizeof *c.later);

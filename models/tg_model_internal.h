@@ -148,6 +148,8 @@ typedef struct tgm_instr {
     double attrs[TG_MAX_ATTRS];
     const char *label;      /* the equation's name */
     int line, col;          /* the operator or call in the source */
+    int rows, cols;         /* the result's shape (cols may be TGM_BATCH); copies: 0 */
+    int checked;            /* 1: shapes fully known once B is: record without re-checking */
 } tgm_instr;
 
 typedef struct tgm_output {
@@ -165,10 +167,12 @@ struct tg_model {
     int n_vars[5];
     tgm_output *outputs;
     int n_outputs;
-    tgm_instr *step;        /* one time step, in order */
+    tgm_instr *step;        /* one time step, in order, as fuse.c rewrote it */
     int n_step;
-    tgm_instr *loss;        /* the per-step loss, after the step */
+    tgm_instr *loss;        /* the per-step loss, after the step (fused likewise) */
     int n_loss;
+    tgm_instr *step_each_op, *loss_each_op; /* the same, one instruction per operator */
+    int n_step_each_op, n_loss_each_op;
     int loss_slot;          /* -1: the model has no loss */
     int loss_line, loss_col;
     int n_slots;            /* params, inputs, targets, states, then temporaries */
@@ -180,6 +184,8 @@ struct tg_model {
 typedef struct tgm_compiler tgm_compiler;
 tg_status tgm_compile(tg_model *m, const tgm_ydoc *d, int step_node, int outputs_node,
                       int loss_node);
+/* fuse.c: sets step/loss to the fused form of step_each_op/loss_each_op. */
+tg_status tgm_fuse(tg_model *m);
 /* Evaluates a constant expression (a shape entry, an init argument): numbers,
  * dims (if m is not NULL), + - * / and parentheses. */
 tg_status tgm_const_expr(tg_model *m, const tgm_ydoc *d, int node, double *out);

@@ -17,7 +17,8 @@ static tg_status fail_at(const tg_model *m, const tgm_instr *k, int t)
 
 /* Runs instructions code[0..n) for step t.  Labels count steps from 1, as
  * the lecture does (h(0) is the initial state). */
-static tg_status run(const tg_model *m, tg_tape *tape, const tgm_instr *code, int n, tg_tensor **slots, int t)
+static tg_status run(const tg_model *m, tg_tape *tape, const tgm_instr *code, int n, tg_tensor **slots, int t,
+                     int B)
 {
     tg_tensor *in[TGM_MAX_ARGS];
     for (int i = 0; i < n; i++) {
@@ -27,7 +28,9 @@ static tg_status run(const tg_model *m, tg_tape *tape, const tgm_instr *code, in
             continue;
         }
         for (int j = 0; j < k->n_in; j++) in[j] = slots[k->in[j]];
-        tg_tensor *y = tg_record(tape, k->op, k->n_in, in, k->n_attrs, k->attrs);
+        tg_tensor *y = k->checked ? tg_record_checked(tape, k->op, k->n_in, in, k->attrs, k->rows,
+                                                      k->cols == TGM_BATCH ? B : k->cols)
+                                  : tg_record(tape, k->op, k->n_in, in, k->n_attrs, k->attrs);
         if (!y) {
             /* an anomaly leaves the failing entry on the tape: label it for dumps */
             int len = tg_tape_length(tape);
@@ -38,8 +41,11 @@ static tg_status run(const tg_model *m, tg_tape *tape, const tgm_instr *code, in
             }
             return fail_at(m, k, t + 1);
         }
-        tg_tensor_set_label(y, k->label, t + 1);
-        tg_tensor_set_source(y, m->file, k->line, k->col);
+        y->label = k->label;
+        y->step = t + 1;
+        y->file = m->file;
+        y->line = k->line;
+        y->column = k->col;
         slots[k->out] = y;
     }
     return TG_OK;
@@ -124,6 +130,10 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
     const int with_loss = u->targets && m->loss_slot >= 0;
     tg_tensor *loss = NULL;
     tg_status st;
+    const tgm_instr *step = u->each_op ? m->step_each_op : m->step;
+    const tgm_instr *loss_code = u->each_op ? m->loss_each_op : m->loss;
+    const int n_step = u->each_op ? m->n_step_each_op : m->n_step;
+    const int n_loss = u->each_op ? m->n_loss_each_op : m->n_loss;
     for (int k = 0; k < u->steps; k++) {
         const int t = u->t0 + k;
         for (int i = 0; i < ni; i++) {
@@ -136,13 +146,17 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
             const tg_real *y = u->targets[i] + (size_t)t * (size_t)v->rows * (size_t)B;
             if (!(slots[v->slot] = leaf(m, tape, v, B, y, t + 1, true))) return tg_status_last(ctx);
         }
-        if ((st = run(m, tape, m->step, m->n_step, slots, t))) return st;
+        if ((st = run(m, tape, step, n_step, slots, t, B))) return st;
         for (int j = 0; j < no; j++) outs[(size_t)k * (size_t)no + (size_t)j] = slots[m->outputs[j].slot];
         if (with_loss && (!m->loss_at_last || t == last)) {
-            if ((st = run(m, tape, m->loss, m->n_loss, slots, t))) return st;
+            if ((st = run(m, tape, loss_code, n_loss, slots, t, B))) return st;
             tg_tensor *l = slots[m->loss_slot];
             if (loss) {
-                if (!(loss = tg_add(tape, loss, l))) return tg_status_last(ctx);
+                /* both [1, 1] (the model was checked): no shape rule to run */
+                static const double no_attrs[TG_MAX_ATTRS];
+                tg_tensor *pair[2] = {loss, l};
+                if (!(loss = tg_record_checked(tape, tg_op_by_id(ctx, TG_OP_ADD), 2, pair, no_attrs, 1, 1)))
+                    return tg_status_last(ctx);
                 tg_tensor_set_label(loss, "loss", t + 1);
                 tg_tensor_set_source(loss, m->file, m->loss_line, m->loss_col);
             } else

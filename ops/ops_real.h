@@ -34,6 +34,10 @@ static inline tg_real real_abs(tg_real x) { return fabsf(x); }
 #endif
 #define TG_INLINE static inline __attribute__((always_inline))
 
+/* unary.c: the tanh and sigmoid ops' own functions, applied in place */
+void tg_tanh_inplace(tg_real *y, size_t n);
+void tg_sigmoid_inplace(tg_real *y, size_t n);
+
 
 /* Every shape rule starts here: the core checks arity and sizes before it
  * calls a rule, but rules are also reachable through tg_op_shape() by model

@@ -130,7 +130,41 @@ TG_CLONES static void exp_loop(const float *restrict x, float *restrict y, size_
 {
     for (size_t i = 0; i < n; i++) y[i] = exp_1(x[i]);
 }
+
+TG_CLONES static void tanh_inplace(float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) y[i] = tanh_1(y[i]);
+}
+
+TG_CLONES static void sigmoid_inplace(float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) y[i] = sigmoid_1(y[i]);
+}
 #endif
+
+/* In place, for ops that apply an activation as their last stage (affine):
+ * the same function, value for value, as the tanh and sigmoid ops. */
+void tg_tanh_inplace(tg_real *y, size_t n)
+{
+#ifdef TG_REAL_DOUBLE
+    for (size_t i = 0; i < n; i++) y[i] = real_tanh(y[i]);
+#else
+    tanh_inplace(y, n);
+#endif
+}
+
+void tg_sigmoid_inplace(tg_real *y, size_t n)
+{
+#ifdef TG_REAL_DOUBLE
+    for (size_t i = 0; i < n; i++) {
+        tg_real e = real_exp(-real_abs(y[i]));
+        tg_real r = 1 / (1 + e);
+        y[i] = y[i] >= 0 ? r : e * r;
+    }
+#else
+    sigmoid_inplace(y, n);
+#endif
+}
 
 static int same_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err,
                       size_t err_len)

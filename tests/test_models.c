@@ -52,6 +52,7 @@ typedef struct loaded {
     tg_params *ps;
     tg_dataset *d;
     tg_tape *tape;
+    int each_op;    /* unroll_seq: one entry per operator instead of the fused tape */
 } loaded;
 
 static void load_all(loaded *L, const char *model, const char *data, const char *params, const tg_dim *dims,
@@ -85,7 +86,7 @@ static tg_unroll unroll_seq(loaded *L, int q, const tg_real *const *state0)
     for (int i = 0; i < tg_model_count(L->m, TG_ROLE_TARGET); i++)
         tg[i] = tg_dataset_values(L->d, q, TG_ROLE_TARGET, i);
     tg_unroll u = {.params = L->ps, .batch = tg_dataset_batch(L->d, q), .steps = tg_dataset_steps(L->d, q),
-                   .inputs = in, .targets = tg, .state0 = state0};
+                   .inputs = in, .targets = tg, .state0 = state0, .each_op = L->each_op};
     cr_assert_eq(tg_model_unroll(L->m, L->tape, &u), TG_OK, "%s", tg_errmsg(L->ctx));
     return u;
 }
@@ -121,22 +122,29 @@ MT_TEST(models, elman_seed_matches_reference)
 }
 
 /* Every entry the unroller records carries the equation's name, the step and
- * the position of its operator in the model file. */
+ * the position of its operator in the model file.  Recorded one operator at
+ * a time, h = tanh(a) is a tanh entry; fused, U @ x + W @ h + b and its tanh
+ * are one affine entry labelled h. */
 MT_TEST(models, entries_have_labels_and_sources)
 {
-    loaded L;
-    load_all(&L, "models/elman.yaml", "examples/data/seed.yaml", "examples/data/seed-params.yaml", NULL, 0);
-    unroll_seq(&L, 0, NULL);
-    int found = 0;
-    for (int i = 0; i < tg_tape_length(L.tape); i++) {
-        tg_tensor *t = tg_tape_at(L.tape, i);
-        int step;
-        const char *label = tg_tensor_label(t, &step);
-        cr_expect(label, "entry %d (%s) has no label", i, tg_tensor_op(t));
-        if (label && !strcmp(label, "h") && !strcmp(tg_tensor_op(t), "tanh") && step == 1) found = 1;
+    for (int each_op = 0; each_op < 2; each_op++) {
+        loaded L;
+        load_all(&L, "models/elman.yaml", "examples/data/seed.yaml", "examples/data/seed-params.yaml", NULL, 0);
+        L.each_op = each_op;
+        unroll_seq(&L, 0, NULL);
+        const char *want = each_op ? "tanh" : "affine";
+        int found = 0;
+        for (int i = 0; i < tg_tape_length(L.tape); i++) {
+            tg_tensor *t = tg_tape_at(L.tape, i);
+            int step;
+            const char *label = tg_tensor_label(t, &step);
+            cr_expect(label, "entry %d (%s) has no label", i, tg_tensor_op(t));
+            if (label && !strcmp(label, "h") && !strcmp(tg_tensor_op(t), want) && step == 1) found = 1;
+        }
+        cr_expect(found, "no %s entry labelled h at step 1", want);
+        cr_expect_eq(tg_tape_length(L.tape), each_op ? 36 : 18, "tape of %d entries", tg_tape_length(L.tape));
+        free_all(&L);
     }
-    cr_expect(found, "no tanh entry labelled h at step 1");
-    free_all(&L);
 }
 
 MT_TEST(models, anomaly_names_the_equation)
@@ -147,23 +155,28 @@ MT_TEST(models, anomaly_names_the_equation)
     tg_tape_detect_anomaly(L.tape, 1);
     const tg_real *in[1] = {tg_dataset_values(L.d, 0, TG_ROLE_INPUT, 0)};
     const tg_real *tg[1] = {tg_dataset_values(L.d, 0, TG_ROLE_TARGET, 0)};
-    tg_unroll u = {.params = L.ps, .batch = 1, .steps = 3, .inputs = in, .targets = tg};
-    cr_assert_eq(tg_model_unroll(L.m, L.tape, &u), TG_ERR_NONFINITE);
-    /* the first NaN is V @ h in the equation of o, at step 1 */
+    /* the first NaN is V @ h in the equation of o, at step 1: recorded one
+     * operator at a time, the message points at the @; fused, at the tanh
+     * that ends the affine entry */
     char *text = mt_read("models/elman.yaml", NULL);
     cr_assert(text);
     const char *at = strstr(text, "o = tanh(V @ h + c)");
     cr_assert(at);
-    int line = 1, col = 1;
-    for (const char *p = text; p < at + 11; p++) {
-        if (*p == '\n') line++, col = 1;
-        else col++;
+    for (int each_op = 0; each_op < 2; each_op++) {
+        tg_tape_reset(L.tape);
+        tg_unroll u = {.params = L.ps, .batch = 1, .steps = 3, .inputs = in, .targets = tg, .each_op = each_op};
+        cr_assert_eq(tg_model_unroll(L.m, L.tape, &u), TG_ERR_NONFINITE);
+        int line = 1, col = 1;
+        for (const char *p = text; p < at + (each_op ? 11 : 4); p++) {
+            if (*p == '\n') line++, col = 1;
+            else col++;
+        }
+        char want[128];
+        snprintf(want, sizeof want, "models/elman.yaml:%d:%d: in 'o' at step 1: ", line, col);
+        const char *msg = tg_errmsg(L.ctx);
+        cr_expect(strncmp(msg, want, strlen(want)) == 0, "%s\nwant %s...", msg, want);
     }
     free(text);
-    char want[128];
-    snprintf(want, sizeof want, "models/elman.yaml:%d:%d: in 'o' at step 1: ", line, col);
-    const char *msg = tg_errmsg(L.ctx);
-    cr_expect(strncmp(msg, want, strlen(want)) == 0, "%s\nwant %s...", msg, want);
     free_all(&L);
 }
 
@@ -172,6 +185,7 @@ typedef struct gc_user {
     const tg_model *m;
     tg_params *ps;
     tg_dataset *d;
+    int each_op;
 } gc_user;
 
 static tg_tensor *gc_build(tg_tape *tape, void *p)
@@ -182,7 +196,7 @@ static tg_tensor *gc_build(tg_tape *tape, void *p)
     for (int i = 0; i < tg_model_count(g->m, TG_ROLE_TARGET); i++)
         tg[i] = tg_dataset_values(g->d, 0, TG_ROLE_TARGET, i);
     tg_unroll u = {.params = g->ps, .batch = tg_dataset_batch(g->d, 0), .steps = tg_dataset_steps(g->d, 0),
-                   .inputs = in, .targets = tg};
+                   .inputs = in, .targets = tg, .each_op = g->each_op};
     return tg_model_unroll(g->m, tape, &u) ? NULL : u.loss;
 }
 
@@ -207,7 +221,7 @@ static tg_model *load_small(tg_ctx *ctx, const char *path)
     return m;
 }
 
-static void gradcheck_model(const char *path, int steps, int batch, uint64_t seed)
+static void gradcheck_model(const char *path, int steps, int batch, uint64_t seed, int each_op)
 {
     tg_ctx *ctx = ctx_new();
     tg_model *m = load_small(ctx, path);
@@ -221,10 +235,11 @@ static void gradcheck_model(const char *path, int steps, int batch, uint64_t see
     tg_dataset *d = tg_dataset_random(ctx, m, steps, batch, seed + 1);
     cr_assert(d, "%s", tg_errmsg(ctx));
     tg_tape *tape = tg_tape_new(ctx);
-    gc_user u = {m, ps, d};
+    gc_user u = {m, ps, d, each_op};
     tg_gradcheck_result r;
     tg_status st = tg_gradcheck(tape, ps, gc_build, &u, NULL, &r);
-    cr_expect_eq(st, TG_OK, "%s, T=%d, B=%d: %s (worst %.3e)", path, steps, batch, tg_errmsg(ctx), r.max_err);
+    cr_expect_eq(st, TG_OK, "%s, T=%d, B=%d%s: %s (worst %.3e)", path, steps, batch, each_op ? ", each op" : "",
+                 tg_errmsg(ctx), r.max_err);
     cr_expect_gt(r.checked, 0);
     tg_tape_free(tape);
     tg_dataset_free(d);
@@ -242,14 +257,127 @@ MT_TEST(models, gradcheck_every_shipped_model, .timeout = 120)
 #ifdef TG_REAL_DOUBLE
     /* the bar: random params, T up to 50, batch 1 and 4, double */
     for (int i = 0; i < n; i++) {
-        gradcheck_model(paths[i], 50, 1, 11);
-        gradcheck_model(paths[i], 50, 4, 12);
+        gradcheck_model(paths[i], 50, 1, 11, 0);
+        gradcheck_model(paths[i], 50, 4, 12, 0);
+        gradcheck_model(paths[i], 10, 3, 14, 1);
     }
 #else
     /* float: short sequences, the float tolerance */
-    for (int i = 0; i < n; i++) gradcheck_model(paths[i], 4, 2, 13);
+    for (int i = 0; i < n; i++) {
+        gradcheck_model(paths[i], 4, 2, 13, 0);
+        gradcheck_model(paths[i], 4, 2, 13, 1);
+    }
 #endif
     mt_free_list(paths, n);
+}
+
+/* ---- fusion: the fused tape computes what the equations say ---------------------------- */
+/* h is read as h(t-1) into s, then assigned, then s is summed with V @ h(t):
+ * moving W @ h down to the sum would read h(t), so that sum must stay as
+ * written.  The other affine maps fuse. */
+static const char *reassigned_model =
+    "name: reassigned\n"
+    "dims: {n: 3}\n"
+    "params: {W: [n, n], U: [n, 2], b: [n], V: [n, n], c: [n], R: [1, n]}\n"
+    "inputs: {x: [2]}\n"
+    "targets: {y: [1]}\n"
+    "state: {h: [n]}\n"
+    "step:\n"
+    "  - s = W @ h\n"
+    "  - h = tanh(U @ x + b)\n"
+    "  - g = sigmoid(s + V @ h + c)\n"
+    "  - o = R @ (g * h) + R @ h\n"
+    "outputs: [o]\n"
+    "loss: squared_error(o, y)\n";
+
+/* Both tapes of a model from source (text) or file (path): same loss and
+ * parameter gradients; the fused one has fewer entries. */
+static void expect_fusion_agrees(const char *path, const char *text, int min_affine)
+{
+    tg_ctx *ctx = ctx_new();
+    tg_model *m = text ? tg_model_parse(ctx, path, text, strlen(text), NULL, 0) : load_small(ctx, path);
+    cr_assert(m, "%s", tg_errmsg(ctx));
+    if (!tg_model_has_loss(m)) {
+        tg_model_free(m);
+        tg_ctx_free(ctx);
+        return;
+    }
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 5), TG_OK, "%s", tg_errmsg(ctx));
+    tg_dataset *d = tg_dataset_random(ctx, m, 6, 3, 6);
+    cr_assert(d, "%s", tg_errmsg(ctx));
+    size_t np = tg_params_total(ps);
+    double loss[2];
+    int len[2], affine = 0;
+    tg_real *grads = calloc(2 * np, sizeof *grads);
+    cr_assert(grads);
+    for (int each_op = 0; each_op < 2; each_op++) {
+        tg_tape *tape = tg_tape_new(ctx);
+        gc_user g = {m, ps, d, each_op};
+        tg_params_zero_grad(ps);
+        tg_tensor *l = gc_build(tape, &g);
+        cr_assert(l, "%s: %s", path, tg_errmsg(ctx));
+        cr_assert_eq(tg_backward(tape, l), TG_OK, "%s", tg_errmsg(ctx));
+        loss[each_op] = tg_item(l);
+        len[each_op] = tg_tape_length(tape);
+        memcpy(grads + (size_t)each_op * np, tg_params_grads(ps), np * sizeof *grads);
+        for (int i = 0; i < len[each_op]; i++) affine += !strcmp(tg_tensor_op(tg_tape_at(tape, i)), "affine");
+        tg_tape_free(tape);
+    }
+    cr_expect(mt_close(loss[0], loss[1], REAL_TOL), "%s: fused loss %.9g, each op %.9g", path, loss[0], loss[1]);
+    for (size_t k = 0; k < np; k++)
+        if (!mt_close(grads[k], grads[np + k], 10 * REAL_TOL)) {
+            cr_expect_fail("%s: gradient %zu fused %.9g, each op %.9g", path, k, (double)grads[k],
+                           (double)grads[np + k]);
+            break;
+        }
+    cr_expect_geq(affine, min_affine, "%s: %d affine entries", path, affine);
+    if (affine) cr_expect_lt(len[0], len[1], "%s: fused %d entries, each op %d", path, len[0], len[1]);
+    free(grads);
+    tg_dataset_free(d);
+    tg_params_free(ps);
+    tg_model_free(m);
+    tg_ctx_free(ctx);
+}
+
+MT_TEST(models, fused_and_each_op_tapes_agree)
+{
+    mt_chdir_root();
+    char **paths;
+    int n = mt_list("models", ".yaml", &paths);
+    for (int i = 0; i < n; i++) expect_fusion_agrees(paths[i], NULL, 1);
+    mt_free_list(paths, n);
+    expect_fusion_agrees("reassigned.yaml", reassigned_model, 1);
+}
+
+/* Which instructions fuse, read off the fused tape of reassigned_model. */
+MT_TEST(models, fusion_never_moves_a_read_past_an_assignment)
+{
+    tg_ctx *ctx = ctx_new();
+    tg_model *m = tg_model_parse(ctx, "reassigned.yaml", reassigned_model, strlen(reassigned_model), NULL, 0);
+    cr_assert(m, "%s", tg_errmsg(ctx));
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 5), TG_OK);
+    tg_dataset *d = tg_dataset_random(ctx, m, 1, 1, 6);
+    tg_tape *tape = tg_tape_new(ctx);
+    gc_user g = {m, ps, d, 0};
+    cr_assert(gc_build(tape, &g), "%s", tg_errmsg(ctx));
+    char ops[512] = "";
+    for (int i = 0; i < tg_tape_length(tape); i++) {
+        tg_tensor *t = tg_tape_at(tape, i);
+        int step;
+        const char *label = tg_tensor_label(t, &step);
+        if (!t || !strcmp(tg_tensor_op(t), "input")) continue;
+        snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "%s:%s ", label ? label : "?", tg_tensor_op(t));
+    }
+    /* s stays a matmul (W @ h(t-1)); h is one affine; g's sum keeps s, so it
+     * is add + add + sigmoid around a matmul; o's two products fuse */
+    cr_expect_str_eq(ops, "s:matmul h:affine g:matmul g:add g:add g:sigmoid o:mul o:affine loss:squared_error ");
+    tg_tape_free(tape);
+    tg_dataset_free(d);
+    tg_params_free(ps);
+    tg_model_free(m);
+    tg_ctx_free(ctx);
 }
 
 /* ---- unrolling -------------------------------------------------------------------------- */
@@ -355,7 +483,7 @@ MT_TEST(models, loss_at_last_counts_the_last_step_only)
     cr_expect(mt_close(tg_item(u.loss), (s - y) * (s - y), 1e-6), "loss %g, want %g", tg_item(u.loss), (s - y) * (s - y));
     /* the state's literal init is h(-1) */
     tg_tape_reset(tape);
-    tg_unroll first = {.params = ps, .batch = 1, .steps = 1, .inputs = in, .targets = tg};
+    tg_unroll first = {.params = ps, .batch = 1, .steps = 1, .inputs = in, .targets = tg, .each_op = 1};
     cr_assert_eq(tg_model_unroll(m, tape, &first), TG_OK);
     tg_tensor *h1 = first.outputs[1];
     tg_tensor *pre = tg_tensor_input(h1, 0); /* W @ h + x + b */
@@ -533,7 +661,7 @@ MT_TEST(models, registered_op_in_a_model)
     tg_model_init_params(m, ps, 1);
     tg_dataset *d = tg_dataset_random(ctx, m, 6, 2, 2);
     tg_tape *tape = tg_tape_new(ctx);
-    gc_user u = {m, ps, d};
+    gc_user u = {m, ps, d, 0};
     tg_gradcheck_result r;
     cr_expect_eq(tg_gradcheck(tape, ps, gc_build, &u, NULL, &r), TG_OK, "%s", tg_errmsg(ctx));
     tg_tape_free(tape);
