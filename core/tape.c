@@ -356,7 +356,10 @@ tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
             x->sweep = id;
             size_t bytes = tg_numel(x) * sizeof(tg_real);
             if (!x->grad && !(x->grad = grad_alloc(tp, bytes))) return TG_ERR_NOMEM;
-            memset(x->grad, 0, bytes);
+            if (bytes <= 64) /* an RNN of a few units: a call to memset costs more */
+                for (size_t j = 0; j < bytes / sizeof(tg_real); j++) x->grad[j] = 0;
+            else
+                memset(x->grad, 0, bytes);
         }
         if (t->op->def.backward_scratch) {
             size_t need = t->op->def.backward_scratch(t);

@@ -59,8 +59,11 @@ static tg_tensor *leaf(const tg_model *m, tg_tape *tape, const tgm_var *v, int B
 {
     tg_tensor *x = borrow ? tg_input_ref(tape, v->rows, B, data) : tg_input(tape, v->rows, B, data, 0);
     if (x) {
-        tg_tensor_set_label(x, v->name, t);
-        tg_tensor_set_source(x, m->file, v->line, v->col);
+        x->label = v->name;
+        x->step = t;
+        x->file = m->file;
+        x->line = v->line;
+        x->column = v->col;
     }
     return x;
 }
