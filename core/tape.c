@@ -58,6 +58,22 @@ static void grad_release(tg_tape *tp, tg_real *g, size_t bytes)
     tp->free_grads[i].head = g;
 }
 
+/* A gradient buffer comes from the arena, which rounds every block up to 16
+ * bytes, so the few-unit buffers of a small RNN are cleared in whole 16-byte
+ * stores of a known size instead of a call to memset (GCC turns a loop back
+ * into that call). */
+static inline void zero_grad_buffer(tg_real *g, size_t bytes)
+{
+    char *c = (char *)g;
+    switch ((bytes + 15) / 16) {
+    case 4: memset(c + 48, 0, 16); /* fall through */
+    case 3: memset(c + 32, 0, 16); /* fall through */
+    case 2: memset(c + 16, 0, 16); /* fall through */
+    case 1: memset(c, 0, 16); break;
+    default: memset(c, 0, bytes);
+    }
+}
+
 static tg_real *grad_alloc(tg_tape *tp, size_t bytes)
 {
     for (int i = 0; i < tp->n_free_sizes; i++)
@@ -356,10 +372,7 @@ tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
             x->sweep = id;
             size_t bytes = tg_numel(x) * sizeof(tg_real);
             if (!x->grad && !(x->grad = grad_alloc(tp, bytes))) return TG_ERR_NOMEM;
-            if (bytes <= 64) /* an RNN of a few units: a call to memset costs more */
-                for (size_t j = 0; j < bytes / sizeof(tg_real); j++) x->grad[j] = 0;
-            else
-                memset(x->grad, 0, bytes);
+            zero_grad_buffer(x->grad, bytes);
         }
         if (t->op->def.backward_scratch) {
             size_t need = t->op->def.backward_scratch(t);

@@ -118,7 +118,11 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
 
     for (int i = 0; i < np; i++) {
         const tgm_var *v = &m->vars[TG_ROLE_PARAM][i];
-        tg_tensor *p = tg_params_find(u->params, v->name);
+        /* tg_model_init_params adds the parameters in declaration order:
+         * try that position before searching by name */
+        const tg_params *ps = u->params;
+        tg_tensor *p = i < ps->n && !strcmp(ps->list[i].name, v->name) ? ps->list[i].t
+                                                                        : tg_params_find(u->params, v->name);
         if (!p || tg_rows(p) != v->rows || tg_cols(p) != (v->cols ? v->cols : 1))
             return tg_error(ctx, TG_ERR_ARG, "unroll: parameter '%s' is %s (tg_model_init_params adds it)", v->name,
                             p ? "not in the declared shape" : "missing");
