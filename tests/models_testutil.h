@@ -1,5 +1,5 @@
 /* models_testutil.h — what test_models.c and test_cli.c share: finding the
- * repository, reading files, listing the malformed-model corpus, and an
+ * repository, reading files, running the tool, listing the malformed-model corpus, and an
  * independent reference for the lecture's example (plain double C of the
  * slides' formulas, forward and hand-written BPTT, no tapegrad). */
 #ifndef MODELS_TESTUTIL_H
@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sys/wait.h>
 
 /* Criterion counts a test as passed even when LeakSanitizer flags its worker
  * at exit (and ignores assertions in a suite's fini), so under ASan every
@@ -67,6 +69,60 @@ static inline char *mt_read(const char *path, size_t *len)
     if (buf) buf[n] = 0;
     if (len) *len = n;
     return buf;
+}
+
+/* ---- running the tool -------------------------------------------------------------------- */
+typedef struct mt_result {
+    int code;        /* exit status; -signal if killed */
+    char *out, *err; /* free() */
+} mt_result;
+
+static inline void mt_result_free(mt_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* Runs the tool (TG_TOOL) with args (NULL-terminated) from the repository
+ * root, stdin from /dev/null, capturing stdout and stderr. */
+static inline mt_result mt_tool(const char *const *args)
+{
+    mt_chdir_root();
+    const char *path = getenv("TG_TOOL");
+    cr_assert(path, "TG_TOOL is not set (run through make test)");
+    char out_path[] = "/tmp/tgcli-outXXXXXX", err_path[] = "/tmp/tgcli-errXXXXXX";
+    int fo = mkstemp(out_path), fe = mkstemp(err_path);
+    cr_assert(fo >= 0 && fe >= 0);
+    const char *argv[40] = {path};
+    int n = 1;
+    while (n < 39 && args[n - 1]) {
+        argv[n] = args[n - 1];
+        n++;
+    }
+    argv[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(fo, 1);
+        dup2(fe, 2);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0) dup2(devnull, 0);
+        execv(path, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    close(fo);
+    close(fe);
+    mt_result r;
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    r.out = mt_read(out_path, NULL);
+    r.err = mt_read(err_path, NULL);
+    unlink(out_path);
+    unlink(err_path);
+    cr_assert(r.out && r.err);
+    return r;
 }
 
 static int mt_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

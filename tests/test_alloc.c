@@ -5,35 +5,9 @@
  * runs in `make check`), and leave the parameters as they were. */
 #include <criterion/criterion.h>
 #include "tapegrad.h"
+#include "failing_alloc.h"
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct failing {
-    long countdown; /* allocations left before the one that fails; < 0: never */
-    long live;      /* outstanding blocks, to prove everything is returned */
-} failing;
-
-static void *f_alloc(size_t n, void *u)
-{
-    failing *f = u;
-    if (f->countdown == 0) return NULL;
-    if (f->countdown > 0) f->countdown--;
-    void *p = malloc(n);
-    if (p) f->live++;
-    return p;
-}
-static void *f_realloc(void *p, size_t o, size_t n, void *u)
-{
-    failing *f = u;
-    if (f->countdown == 0) return NULL;
-    if (f->countdown > 0) f->countdown--;
-    return realloc(p, n);
-}
-static void f_free(void *p, size_t n, void *u)
-{
-    if (p) ((failing *)u)->live--;
-    free(p);
-}
 
 /* one run of the whole path; returns 1 if it got to the end */
 static int run_path(failing *f)

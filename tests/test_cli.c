@@ -8,59 +8,6 @@
 
 #define FLOAT_TOL 1e-5 /* float32 precision, relative to max(1, |x|) */
 
-typedef struct result {
-    int code;        /* exit status; -signal if killed */
-    char *out, *err; /* free() */
-} result;
-
-static void result_free(result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-/* Runs the tool (TG_TOOL) with args from the repository root, capturing
- * stdout and stderr. */
-static result tool(const char *const *args)
-{
-    mt_chdir_root();
-    const char *path = getenv("TG_TOOL");
-    cr_assert(path, "TG_TOOL is not set (run through make test)");
-    char out_path[] = "/tmp/tgcli-outXXXXXX", err_path[] = "/tmp/tgcli-errXXXXXX";
-    int fo = mkstemp(out_path), fe = mkstemp(err_path);
-    cr_assert(fo >= 0 && fe >= 0);
-    const char *argv[32] = {path};
-    int n = 1;
-    while (args[n - 1] && n < 31) {
-        argv[n] = args[n - 1];
-        n++;
-    }
-    argv[n] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        dup2(fo, 1);
-        dup2(fe, 2);
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0) dup2(devnull, 0);
-        execv(path, (char *const *)argv);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    close(fo);
-    close(fe);
-    result r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-    r.out = mt_read(out_path, NULL);
-    r.err = mt_read(err_path, NULL);
-    unlink(out_path);
-    unlink(err_path);
-    cr_assert(r.out && r.err);
-    return r;
-}
-
 /* ---- a tiny JSON reader for the numbers under a key ------------------------------- */
 /* The numbers of the value that follows "key": (a number or nested lists),
  * in order; returns how many. */
@@ -102,7 +49,7 @@ static void expect_json(const char *json, const char *key, const double *want, i
 MT_TEST(cli, grad_elman_seed_matches_reference)
 {
     const char *args[] = {"grad", SEED_ARGS, "--format", "json", NULL};
-    result r = tool(args);
+    mt_result r = mt_tool(args);
     cr_assert_eq(r.code, 0, "stderr: %s", r.err);
     cr_expect_str_empty(r.err);
     mt_seed_grads g;
@@ -116,7 +63,7 @@ MT_TEST(cli, grad_elman_seed_matches_reference)
     /* the declared shapes: U nested, b flat */
     cr_expect(strstr(r.out, "\"U\": [["), "%s", r.out);
     cr_expect(strstr(r.out, "\"b\": [") && !strstr(r.out, "\"b\": [["), "%s", r.out);
-    result_free(&r);
+    mt_result_free(&r);
 }
 
 /* ... and against the hand-written tape of examples/seed_bptt. */
@@ -140,7 +87,7 @@ MT_TEST(cli, grad_elman_seed_matches_seed_bptt)
     cr_expect_eq(pclose(p), 0);
     cr_assert_eq(n, 13, "seed_bptt printed %d gradients", n);
     const char *args[] = {"grad", SEED_ARGS, "--format", "json", NULL};
-    result r = tool(args);
+    mt_result r = mt_tool(args);
     cr_assert_eq(r.code, 0, "%s", r.err);
     expect_json(r.out, "loss", &loss, 1);
     expect_json(r.out, "U", tape, 4);
@@ -148,32 +95,32 @@ MT_TEST(cli, grad_elman_seed_matches_seed_bptt)
     expect_json(r.out, "b", tape + 8, 2);
     expect_json(r.out, "V", tape + 10, 2);
     expect_json(r.out, "c", tape + 12, 1);
-    result_free(&r);
+    mt_result_free(&r);
 }
 
 MT_TEST(cli, grad_text_and_run)
 {
     const char *args[] = {"grad", SEED_ARGS, NULL};
-    result r = tool(args);
+    mt_result r = mt_tool(args);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strncmp(r.out, "loss 3.92886", 12) == 0, "%s", r.out);
     cr_expect(strstr(r.out, "dL/dU [2, 2]\n"), "%s", r.out);
     cr_expect(strstr(r.out, "dL/dc [1]\n"), "%s", r.out);
-    result_free(&r);
+    mt_result_free(&r);
 
     const char *run[] = {"run", SEED_ARGS, NULL};
-    r = tool(run);
+    r = mt_tool(run);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "step 1  o = 0.4625"), "%s", r.out);
     cr_expect(strstr(r.out, "step 3  o = -0.3497"), "%s", r.out);
     cr_expect(strstr(r.out, "loss 3.92886"), "%s", r.out);
-    result_free(&r);
+    mt_result_free(&r);
 
     const char *json[] = {"run", SEED_ARGS, "--format=json", NULL};
-    r = tool(json);
+    r = mt_tool(json);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strncmp(r.out, "{\"sequences\": [{\"steps\": [{\"o\": [[0.4625", 40) == 0, "%s", r.out);
-    result_free(&r);
+    mt_result_free(&r);
 }
 
 /* dump shows every operator; --fused shows the tape training records, with
@@ -183,7 +130,7 @@ MT_TEST(cli, dump_fused_shows_the_training_tape)
 {
     const char *plain[] = {"dump", SEED_ARGS, "--grads", NULL};
     const char *fused[] = {"dump", SEED_ARGS, "--grads", "--fused", NULL};
-    result a = tool(plain), b = tool(fused);
+    mt_result a = mt_tool(plain), b = mt_tool(fused);
     cr_assert_eq(a.code, 0, "%s", a.err);
     cr_assert_eq(b.code, 0, "%s", b.err);
     cr_expect(strstr(a.out, "tapegrad tape of models/elman.yaml: 36 entries"), "%s", a.out);
@@ -196,8 +143,8 @@ MT_TEST(cli, dump_fused_shows_the_training_tape)
     }
     cr_expect(strstr(b.out, "affine        h[t=3]"), "%s", b.out);
     cr_expect(strstr(a.out, "tanh          h[t=3]"), "%s", a.out);
-    result_free(&a);
-    result_free(&b);
+    mt_result_free(&a);
+    mt_result_free(&b);
 }
 
 /* tapegrad check on every shipped model, random data, batch 1 and 4 */
@@ -212,26 +159,26 @@ MT_TEST(cli, check_every_shipped_model, .timeout = 120)
                                "hidden=3", NULL};
         const char *plain[] = {"check", paths[i], "--steps", "6", "--batch", "4", NULL};
         int big = strstr(paths[i], "char") != NULL;
-        result r = tool(big ? small : plain);
+        mt_result r = mt_tool(big ? small : plain);
         cr_expect_eq(r.code, 0, "%s: %s%s", paths[i], r.out, r.err);
         cr_expect(strstr(r.out, ": ok\n"), "%s: %s", paths[i], r.out);
-        result_free(&r);
+        mt_result_free(&r);
     }
     mt_free_list(paths, n);
     const char *args[] = {"check", "models/elman.yaml", "--steps", "50", "--batch", "1", NULL};
-    result r = tool(args);
+    mt_result r = mt_tool(args);
     cr_expect_eq(r.code, 0, "%s%s", r.out, r.err);
-    result_free(&r);
+    mt_result_free(&r);
 }
 
 MT_TEST(cli, check_reports_failure_with_exit_1)
 {
     const char *args[] = {"check", "models/elman.yaml", "--steps", "5", "--tol", "1e-15", NULL};
-    result r = tool(args);
+    mt_result r = mt_tool(args);
     cr_expect_eq(r.code, 1, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, ": FAILED\n"), "%s", r.out);
     cr_expect(strstr(r.err, "exceeds"), "%s", r.err);
-    result_free(&r);
+    mt_result_free(&r);
 }
 
 MT_TEST(cli, help_and_usage_errors)
@@ -239,19 +186,19 @@ MT_TEST(cli, help_and_usage_errors)
     static const char *cmds[] = {"grad", "check", "run"};
     for (int i = 0; i < 3; i++) {
         const char *args[] = {cmds[i], "--help", NULL};
-        result r = tool(args);
+        mt_result r = mt_tool(args);
         cr_expect_eq(r.code, 0);
         char want[64];
         snprintf(want, sizeof want, "usage: tapegrad %s MODEL", cmds[i]);
         cr_expect(strncmp(r.out, want, strlen(want)) == 0, "%s", r.out);
         cr_expect(strstr(r.out, "exit status:"), "%s", r.out);
-        result_free(&r);
+        mt_result_free(&r);
     }
     const char *top[] = {"--help", NULL};
-    result r = tool(top);
+    mt_result r = mt_tool(top);
     cr_expect_eq(r.code, 0);
     cr_expect(strstr(r.out, "  grad ") && strstr(r.out, "  check ") && strstr(r.out, "  run "), "%s", r.out);
-    result_free(&r);
+    mt_result_free(&r);
 
     static const struct { const char *args[8]; const char *err; } bad[] = {
         {{"grad", "models/elman.yaml", "--dta", "x.yaml", NULL},
@@ -270,39 +217,39 @@ MT_TEST(cli, help_and_usage_errors)
         {{"grda", NULL}, "tapegrad: unknown command 'grda' (did you mean 'grad'?)\nTry 'tapegrad --help'.\n"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        r = tool(bad[i].args);
+        r = mt_tool(bad[i].args);
         cr_expect_eq(r.code, 2, "case %zu: exit %d", i, r.code);
         cr_expect_str_eq(r.err, bad[i].err, "case %zu", i);
-        result_free(&r);
+        mt_result_free(&r);
     }
     const char *version[] = {"--version", NULL};
-    r = tool(version);
+    r = mt_tool(version);
     cr_expect_eq(r.code, 0);
     cr_expect(strncmp(r.out, "tapegrad ", 9) == 0);
-    result_free(&r);
+    mt_result_free(&r);
 }
 
 /* Bad data and params files: exit 3 with the file's position. */
 MT_TEST(cli, bad_data_and_params_files)
 {
     const char *nodata[] = {"grad", "models/elman.yaml", "--data", "no/such.yaml", NULL};
-    result r = tool(nodata);
+    mt_result r = mt_tool(nodata);
     cr_expect_eq(r.code, 3);
     cr_expect_str_eq(r.err, "no/such.yaml: cannot open the data file: No such file or directory\n");
-    result_free(&r);
+    mt_result_free(&r);
     /* the model file given as data */
     const char *wrong[] = {"grad", "models/elman.yaml", "--data", "models/elman.yaml", NULL};
-    r = tool(wrong);
+    r = mt_tool(wrong);
     cr_expect_eq(r.code, 3);
     cr_expect_str_eq(r.err, "models/elman.yaml:8:1: 'name' is not an input or target of model elman\n");
-    result_free(&r);
+    mt_result_free(&r);
     /* the data as params */
     const char *params[] = {"grad", "models/elman.yaml", "--data", "examples/data/seed.yaml", "--params",
                             "examples/data/seed.yaml", NULL};
-    r = tool(params);
+    r = mt_tool(params);
     cr_expect_eq(r.code, 3);
     cr_expect_str_eq(r.err, "examples/data/seed.yaml:2:1: model elman has no parameter 'x'\n");
-    result_free(&r);
+    mt_result_free(&r);
     /* forward-only data has no targets: run works, grad says what is missing */
     char dir[] = "/tmp/tgcliXXXXXX";
     cr_assert(mkdtemp(dir));
@@ -312,17 +259,17 @@ MT_TEST(cli, bad_data_and_params_files)
     fputs("x: [[1, 0], [0, 1]]\n", f);
     fclose(f);
     const char *run[] = {"run", "models/elman.yaml", "--data", path, NULL};
-    r = tool(run);
+    r = mt_tool(run);
     cr_expect_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "step 2  o = "), "%s", r.out);
-    result_free(&r);
+    mt_result_free(&r);
     const char *grad[] = {"grad", "models/elman.yaml", "--data", path, NULL};
-    r = tool(grad);
+    r = mt_tool(grad);
     cr_expect_eq(r.code, 3);
     char want[128];
     snprintf(want, sizeof want, "%s: the data has no target 'y', which the loss needs\n", path);
     cr_expect_str_eq(r.err, want);
-    result_free(&r);
+    mt_result_free(&r);
     unlink(path);
     rmdir(dir);
 }
@@ -342,11 +289,11 @@ static void corpus_part(int part, int parts)
         char *want = mt_read(err, NULL);
         cr_assert(want, "%s has no .err file", cases[i]);
         const char *args[] = {"check", cases[i], "--steps", "2", NULL};
-        result r = tool(args);
+        mt_result r = mt_tool(args);
         cr_expect_eq(r.code, 3, "%s: exit %d", cases[i], r.code);
         cr_expect_str_eq(r.err, want, "%s", cases[i]);
         cr_expect_str_empty(r.out, "%s", cases[i]);
-        result_free(&r);
+        mt_result_free(&r);
         free(want);
     }
     mt_free_list(cases, n);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "tapegrad.h"
+#include "failing_alloc.h"
 #include "../examples/seed_tape.h"
 
 /* ---- helpers ------------------------------------------------------------------- */
@@ -740,31 +741,6 @@ Test(norms, the_table_and_csv_have_a_row_per_step_and_a_column_per_parameter)
 }
 
 /* ---- out of memory anywhere: a status, nothing leaked --------------------------------- */
-typedef struct failing {
-    long countdown, live;
-} failing;
-static void *f_alloc(size_t n, void *u)
-{
-    failing *f = u;
-    if (f->countdown == 0) return NULL;
-    if (f->countdown > 0) f->countdown--;
-    void *p = malloc(n);
-    if (p) f->live++;
-    return p;
-}
-static void *f_realloc(void *p, size_t o, size_t n, void *u)
-{
-    failing *f = u;
-    if (f->countdown == 0) return NULL;
-    if (f->countdown > 0) f->countdown--;
-    return realloc(p, n);
-}
-static void f_free(void *p, size_t n, void *u)
-{
-    if (p) ((failing *)u)->live--;
-    free(p);
-}
-
 Test(dump, out_of_memory_in_dumps_and_norms_is_a_status_and_leaks_nothing)
 {
     int completed = 0;

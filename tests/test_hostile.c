@@ -9,6 +9,7 @@
 #include <tapegrad.h>
 #include "tg_model_internal.h"
 #include "models_testutil.h"
+#include "failing_alloc.h"
 
 /* ---- a growable string ------------------------------------------------------------ */
 typedef struct sb {
@@ -624,37 +625,6 @@ MT_TEST(fuzz_regressions, step_without_instructions)
 }
 
 /* ---- out of memory along the whole path ------------------------------------------------------ */
-typedef struct failing {
-    long countdown; /* allocations left before the one that fails; < 0: never */
-    long live;      /* blocks outstanding */
-    long calls;     /* allocations asked for */
-    long backward_calls; /* of which by the first backward */
-} failing;
-
-static void *f_alloc(size_t n, void *u)
-{
-    failing *f = u;
-    f->calls++;
-    if (f->countdown == 0) return NULL;
-    if (f->countdown > 0) f->countdown--;
-    void *p = malloc(n);
-    if (p) f->live++;
-    return p;
-}
-static void *f_realloc(void *p, size_t o, size_t n, void *u)
-{
-    failing *f = u;
-    f->calls++;
-    if (f->countdown == 0) return NULL;
-    if (f->countdown > 0) f->countdown--;
-    return realloc(p, n);
-}
-static void f_free(void *p, size_t n, void *u)
-{
-    if (p) ((failing *)u)->live--;
-    free(p);
-}
-
 static char *slurp(const char *path, size_t *len)
 {
     char *s = mt_read(path, len);

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include "models_testutil.h"
+#include "failing_alloc.h"
 #include "gemm.h"
 
 /* ---- 1. products: split vs one thread vs a double reference ---------------------- */
@@ -439,26 +440,6 @@ MT_TEST(threads, tape_with_threads_matches)
 
 /* ---- 4. allocation failures ------------------------------------------------------ */
 
-typedef struct failing {
-    long countdown; /* allocations left before the one that fails; < 0: never */
-    long live;
-} failing;
-
-static void *f_alloc(size_t n, void *u)
-{
-    failing *f = u;
-    if (f->countdown == 0) return NULL;
-    if (f->countdown > 0) f->countdown--;
-    void *p = malloc(n);
-    if (p) f->live++;
-    return p;
-}
-static void f_free(void *p, size_t n, void *u)
-{
-    if (p) ((failing *)u)->live--;
-    free(p);
-}
-
 /* Makes a context, sets 2 threads, runs a split product, sets 4, runs
  * again; returns 1 if it got to the end. */
 static int threads_path(failing *f, const mm_case *c)
@@ -506,42 +487,6 @@ MT_TEST(threads, every_failing_allocation_is_reported_and_leaks_nothing)
 
 /* ---- 5. the command-line tool's --threads ---------------------------------------- */
 
-typedef struct run_result {
-    int code;
-    char *out, *err;
-} run_result;
-
-static run_result run_tool(const char *const *args)
-{
-    mt_chdir_root();
-    const char *path = getenv("TG_TOOL");
-    cr_assert(path, "TG_TOOL is not set (run through make test)");
-    char out_path[] = "/tmp/tgthr-outXXXXXX", err_path[] = "/tmp/tgthr-errXXXXXX";
-    int fo = mkstemp(out_path), fe = mkstemp(err_path);
-    cr_assert(fo >= 0 && fe >= 0);
-    const char *argv[40] = {path};
-    int n = 1;
-    while (n < 39 && args[n - 1]) argv[n] = args[n - 1], n++;
-    argv[n] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        dup2(fo, 1);
-        dup2(fe, 2);
-        execv(path, (char *const *)argv);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    close(fo), close(fe);
-    run_result r = {WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status), mt_read(out_path, NULL),
-                    mt_read(err_path, NULL)};
-    unlink(out_path), unlink(err_path);
-    cr_assert(r.out && r.err);
-    return r;
-}
-
 /* The "norm" of every parameter's gradient in a dump's JSON, in order. */
 static int grad_norms(const char *json, double *out, int max)
 {
@@ -563,10 +508,10 @@ MT_TEST(threads, cli_threads_option, .timeout = 120)
     for (int t = 0; t < 2; t++) {
         const char *args[] = {"dump", "models/elman.yaml", "--dim", "input=64", "--dim", "hidden=64", "--steps", "3",
                               "--batch", "64", "--grads", "--format", "json", "--threads", t ? "2" : "1", NULL};
-        run_result r = run_tool(args);
+        mt_result r = mt_tool(args);
         cr_assert_eq(r.code, 0, "dump --threads %d: exit %d: %s", t + 1, r.code, r.err);
         counts[t] = grad_norms(r.out, norms[t], 8);
-        free(r.out), free(r.err);
+        mt_result_free(&r);
     }
     cr_assert_eq(counts[0], counts[1]);
     cr_assert(counts[0] >= 5, "%d gradient norms in the dump", counts[0]);
@@ -577,40 +522,40 @@ MT_TEST(threads, cli_threads_option, .timeout = 120)
     /* --threads=N and a thread count past the CPUs are fine */
     const char *ok[] = {"grad", "models/elman.yaml", "--data", "examples/data/seed.yaml", "--params",
                         "examples/data/seed-params.yaml", "--threads=3", NULL};
-    run_result r = run_tool(ok);
+    mt_result r = mt_tool(ok);
     cr_expect_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.out, "loss 3.9288"), "%s", r.out);
-    free(r.out), free(r.err);
+    mt_result_free(&r);
 
     /* bad values: a usage error naming the option and the range */
     static const char *const bad[] = {"0", "-2", "65", "two", "2.5", ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         const char *args[] = {"run", "models/elman.yaml", "--data", "examples/data/seed.yaml", "--threads", bad[i], NULL};
-        r = run_tool(args);
+        r = mt_tool(args);
         cr_expect_eq(r.code, 2, "--threads '%s': exit %d", bad[i], r.code);
         cr_expect(strstr(r.err, "--threads needs a whole number from 1 to 64"), "--threads '%s': %s", bad[i], r.err);
         cr_expect_str_empty(r.out, "--threads '%s' printed: %s", bad[i], r.out);
-        free(r.out), free(r.err);
+        mt_result_free(&r);
     }
     const char *missing[] = {"check", "models/elman.yaml", "--threads", NULL};
-    r = run_tool(missing);
+    r = mt_tool(missing);
     cr_expect_eq(r.code, 2);
     cr_expect(strstr(r.err, "--threads needs a value"), "%s", r.err);
-    free(r.out), free(r.err);
+    mt_result_free(&r);
     const char *typo[] = {"grad", "models/elman.yaml", "--thread", "2", NULL};
-    r = run_tool(typo);
+    r = mt_tool(typo);
     cr_expect_eq(r.code, 2);
     cr_expect(strstr(r.err, "did you mean '--threads'"), "%s", r.err);
-    free(r.out), free(r.err);
+    mt_result_free(&r);
 
     /* every command lists it in --help */
     static const char *const cmds[] = {"grad", "check", "run", "train", "sample", "dump"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         const char *args[] = {cmds[i], "--help", NULL};
-        r = run_tool(args);
+        r = mt_tool(args);
         cr_expect_eq(r.code, 0);
         cr_expect(strstr(r.out, "--threads N"), "tapegrad %s --help: no --threads:\n%s", cmds[i], r.out);
-        free(r.out), free(r.err);
+        mt_result_free(&r);
     }
 }
 
