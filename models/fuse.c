@@ -281,10 +281,14 @@ tg_status tgm_fuse(tg_model *m)
     for (int j = 0; j < m->n_outputs; j++) f.uses[m->outputs[j].slot]++;
     if (m->loss_slot >= 0) f.uses[m->loss_slot]++;
 
+    if ((st = rewrite(&f, m->step_each_op, m->n_step_each_op, &m->step, &m->n_step))) goto done;
+    if ((st = rewrite(&f, m->loss_each_op, m->n_loss_each_op, &m->loss, &m->n_loss))) goto done;
+    /* each list judged by the inputs its own instructions read: a fused
+     * entry reads the leaves of the sum, not the temporaries it replaced */
+    mark_checked(&f, m->step_each_op, m->n_step_each_op);
+    mark_checked(&f, m->loss_each_op, m->n_loss_each_op);
     mark_checked(&f, m->step, m->n_step);
     mark_checked(&f, m->loss, m->n_loss);
-    if ((st = rewrite(&f, m->step_each_op, m->n_step_each_op, &m->step, &m->n_step))) goto done;
-    st = rewrite(&f, m->loss_each_op, m->n_loss_each_op, &m->loss, &m->n_loss);
 done:
     tg_free(ctx, f.uses, 5 * ints * sizeof(int));
     tg_free(ctx, f.absorbed, 2 * ninstr);

@@ -142,6 +142,17 @@ TG_CLONES static void sigmoid_inplace(float *y, size_t n)
 }
 #endif
 
+#ifdef TG_REAL_DOUBLE
+/* sigmoid through libm: exp(-|x|) never overflows, and the two branches are
+ * the same function on either side of 0 */
+static inline tg_real sigmoid_libm(tg_real x)
+{
+    tg_real e = real_exp(-real_abs(x));
+    tg_real r = 1 / (1 + e);
+    return x >= 0 ? r : e * r;
+}
+#endif
+
 /* In place, for ops that apply an activation as their last stage (affine):
  * the same function, value for value, as the tanh and sigmoid ops. */
 void tg_tanh_inplace(tg_real *y, size_t n)
@@ -156,11 +167,7 @@ void tg_tanh_inplace(tg_real *y, size_t n)
 void tg_sigmoid_inplace(tg_real *y, size_t n)
 {
 #ifdef TG_REAL_DOUBLE
-    for (size_t i = 0; i < n; i++) {
-        tg_real e = real_exp(-real_abs(y[i]));
-        tg_real r = 1 / (1 + e);
-        y[i] = y[i] >= 0 ? r : e * r;
-    }
+    for (size_t i = 0; i < n; i++) y[i] = sigmoid_libm(y[i]);
 #else
     sigmoid_inplace(y, n);
 #endif
@@ -205,11 +212,7 @@ static void sigmoid_forward(tg_tensor *out)
     tg_real *restrict y = out->val;
     size_t n = tg_numel(out);
 #ifdef TG_REAL_DOUBLE
-    for (size_t i = 0; i < n; i++) {
-        tg_real e = real_exp(-real_abs(x[i]));
-        tg_real r = 1 / (1 + e);
-        y[i] = x[i] >= 0 ? r : e * r;
-    }
+    for (size_t i = 0; i < n; i++) y[i] = sigmoid_libm(x[i]);
 #else
     sigmoid_loop(x, y, n);
 #endif
