@@ -27,13 +27,13 @@ DEPS_LIBS   := $(shell pkg-config --libs yaml-0.1 openblas 2>/dev/null) -lm -pth
 OPT     ?= -O3
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g -fPIC -pthread $(WARN) $(REALDEF) \
-           -Icore -Iops -Imodels $(DEPS_CFLAGS)
+           -Icore -Iops -Imodels -Itrain $(DEPS_CFLAGS)
 ifneq ($(SAN),)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_SRC  := $(wildcard core/*.c) $(wildcard ops/*.c) $(wildcard models/*.c)
+LIB_SRC  := $(wildcard core/*.c) $(wildcard ops/*.c) $(wildcard models/*.c) $(wildcard train/*.c)
 CLI_SRC  := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 EX_SRC   := $(wildcard examples/*.c)
