@@ -117,7 +117,10 @@ static tg_status fit_state(tg_optim *o)
 
 tg_status tg_optim_step(tg_optim *o, double *grad_norm)
 {
-    if (!o) return TG_ERR_ARG;
+    if (!o) {
+        if (grad_norm) *grad_norm = NAN;
+        return TG_ERR_ARG;
+    }
     tg_ctx *ctx = o->ps->ctx;
     tg_params *ps = o->ps;
     /* the norm first: a non-finite gradient must not touch the parameters */

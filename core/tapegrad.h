@@ -7,7 +7,9 @@
  *  - Every object hangs off a tg_ctx; there is no global state.  A context and
  *    everything made from it belong to one thread at a time.
  *  - Calls that can fail return a tg_status (or NULL); the reason is then in
- *    tg_errmsg(ctx).  Nothing aborts on a caller's mistake.
+ *    tg_errmsg(ctx).  Nothing aborts on a caller's mistake: every call takes
+ *    NULL for any object and returns its "nothing" (0, NULL, NaN, -1 for an
+ *    index, TG_ERR_ARG for a status); frees and setters do nothing.
  *  - Op calls chain: an op given a NULL input returns NULL at once and keeps
  *    the first error message, so a whole expression can be checked once.
  *  - Tensors are dense, row-major, at most 2-D.  Columns are the batch: a
@@ -76,7 +78,8 @@ tg_ctx *tg_ctx_new_checked(const tg_allocator *alloc, size_t real_size);
 void tg_ctx_free(tg_ctx *ctx);
 
 /* The last error's status and message.  The string is owned by ctx and valid
- * until the next failing call. */
+ * until the next failing call.  Every failing status comes with a non-empty
+ * message.  A NULL ctx gives TG_ERR_ARG and a fixed message saying so. */
 tg_status tg_status_last(const tg_ctx *ctx);
 const char *tg_errmsg(const tg_ctx *ctx);
 void tg_clear_error(tg_ctx *ctx);
@@ -125,7 +128,7 @@ int tg_tensor_index(const tg_tensor *t);       /* position on the tape, -1 for p
 void tg_tensor_set_label(tg_tensor *t, const char *label, int step);
 void tg_tensor_set_source(tg_tensor *t, const char *file, int line, int column);
 const char *tg_tensor_label(const tg_tensor *t, int *step);
-/* The scalar value of a 1x1 tensor, as double. */
+/* The scalar value of a 1x1 tensor, as double; NaN for any other size. */
 double tg_item(tg_tensor *t);
 
 /* ---- parameters ----------------------------------------------------------- */
@@ -269,7 +272,13 @@ tg_tensor *tg_apply(tg_tape *tp, const char *op, int n, tg_tensor *const *in,
  * inputs; backward adds (+=) into tg_grad(input) for each input whose
  * tg_grad() is not NULL, given tg_grad(out).  shape computes the output shape
  * from the input shapes and returns 0, or writes a message into err and
- * returns -1.  Attributes are read back with tg_attr(). */
+ * returns -1 (err holds err_len bytes; the library terminates it).  Attributes
+ * are read back with tg_attr() (NaN past TG_MAX_ATTRS).  All three functions
+ * are required: an op with no backward would leave its inputs' gradients
+ * silently unset, so registration refuses it ("op X has no backward").  The
+ * name is an identifier of at most 64 characters and not one the model
+ * language gives a meaning (input, param, B, t, the sections of a model
+ * file, the init functions: the list is in core/optable.c). */
 typedef struct tg_op_spec {
     const char *name;  /* copied */
     int arity;         /* number of inputs; -1 for any number >= 1 */
