@@ -156,18 +156,26 @@ double tg_params_clip_grad(tg_params *ps, double max_norm);
 
 /* ---- optimizers ------------------------------------------------------------
  * One loop over the contiguous value and gradient buffers of a tg_params.
- * A step clips the gradients by global norm (if clip > 0), adds the weight
- * decay, then updates:
+ * Each kind is the update torch.optim defines.  A step first clamps every
+ * gradient element to [-clip_value, clip_value] (if clip_value > 0), then
+ * scales the gradients so that their global norm is at most clip (if clip >
+ * 0; the norm of the clamped gradients), adds the weight decay, then updates:
  *   SGD       p -= lr g
  *   MOMENTUM  b = mu b + g;  p -= lr (nesterov ? g + mu b : b)
  *   ADAM      m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
  *             p -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
  *   RMSPROP   v = rho v + (1-rho) g^2;  p -= lr g / (sqrt(v) + eps)
+ *   ADAGRAD   s += g^2;  p -= lr g / (sqrt(s) + eps)
+ *             (torch.optim.Adagrad with lr_decay 0, initial accumulator 0)
+ * With eps_inside, ADAM, RMSPROP and ADAGRAD put eps under the root:
+ * m_hat / sqrt(v_hat + eps), g / sqrt(v + eps), g / sqrt(s + eps).  These
+ * three need eps > 0 (tg_optim_new refuses 0, negative and NaN: with 0, a
+ * parameter whose gradient is zero becomes 0/0).
  * Weight decay is L2 (g += wd p) unless decoupled (p -= lr wd p first, as
  * AdamW).  Gradients are left as the step used them (clipped, decayed). */
 typedef struct tg_optim tg_optim;
 typedef enum tg_optim_kind {
-    TG_OPTIM_SGD, TG_OPTIM_MOMENTUM, TG_OPTIM_ADAM, TG_OPTIM_RMSPROP
+    TG_OPTIM_SGD, TG_OPTIM_MOMENTUM, TG_OPTIM_ADAM, TG_OPTIM_RMSPROP, TG_OPTIM_ADAGRAD
 } tg_optim_kind;
 
 typedef struct tg_optim_opts {
@@ -177,16 +185,19 @@ typedef struct tg_optim_opts {
     int nesterov;         /* MOMENTUM: Nesterov's look-ahead form */
     double beta1, beta2;  /* ADAM */
     double rho;           /* RMSPROP: decay of the squared-gradient average */
-    double eps;           /* ADAM, RMSPROP */
+    double eps;           /* ADAM, RMSPROP, ADAGRAD: > 0 */
     double weight_decay;  /* 0: none */
     int decoupled;        /* weight decay applied to p, not added to g */
     double clip;          /* global gradient norm limit; 0: no clipping */
+    double clip_value;    /* clamp each gradient element to [-X, X] first; 0: off */
+    int eps_inside;       /* ADAM, RMSPROP, ADAGRAD: eps under the square root */
 } tg_optim_opts;
 
 /* The usual settings for kind: lr 0.01 (ADAM 0.001), momentum 0.9, betas 0.9
- * and 0.999, rho 0.99, eps 1e-8, no decay, no clipping. */
+ * and 0.999, rho 0.99, eps 1e-8 (ADAGRAD 1e-10), no decay, no clipping. */
 tg_optim_opts tg_optim_defaults(tg_optim_kind kind);
-/* "sgd", "momentum", "adam", "rmsprop"; parsing returns -1 for an unknown name. */
+/* "sgd", "momentum", "adam", "rmsprop", "adagrad"; parsing returns -1 for an
+ * unknown name, and the name of an unknown kind is "?". */
 const char *tg_optim_kind_name(tg_optim_kind kind);
 int tg_optim_kind_parse(const char *name);
 /* An optimizer for every parameter ps has now or gets later (state grows
@@ -203,7 +214,7 @@ void tg_optim_set_lr(tg_optim *o, double lr);
 /* Checkpoints: the steps taken (ADAM's t) and the per-scalar state buffers,
  * laid out like tg_params_values() (a parameter's state is at the same
  * offset as its values): none for SGD, "velocity" for MOMENTUM, "m" and "v"
- * for ADAM, "sq" for RMSPROP.  Buffers are owned by o; write into them to
+ * for ADAM, "sq" for RMSPROP, "sum" for ADAGRAD.  Buffers are owned by o; write into them to
  * restore a state. */
 uint64_t tg_optim_steps(const tg_optim *o);
 void tg_optim_set_steps(tg_optim *o, uint64_t steps);
