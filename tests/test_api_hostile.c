@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <tapegrad.h>
+#include "tg_internal.h" /* tg_error, for the empty-message safety net */
 
 static tg_ctx *ctx;
 static tg_tape *tp;
@@ -486,4 +487,17 @@ Test(api_hostile, a_dim_named_like_an_op_or_an_init_function)
     expect_null_msg(tg_model_parse(ctx, "bad.yaml", bad, strlen(bad), NULL, 0));
     cr_expect_str_eq(tg_errmsg(ctx), "bad.yaml:4:40: 'uniform' is a dim, so 'uniform(...)' cannot be read as a "
                                      "call here; rename the dim");
+}
+
+/* The safety net under every message: a status raised with empty text (a
+ * registered op's empty err, a "%s" of an empty string) still says what. */
+static tg_status raise_empty(tg_ctx *c, const char *text) { return tg_error(c, TG_ERR_SHAPE, "%s", text); }
+
+Test(api_hostile, a_status_raised_with_an_empty_message_still_says_what)
+{
+    cr_expect_eq(raise_empty(ctx, ""), TG_ERR_SHAPE);
+    cr_expect_str_eq(tg_errmsg(ctx), "shape mismatch in raise_empty");
+    cr_expect_eq(raise_empty(ctx, "given"), TG_ERR_SHAPE);
+    cr_expect_str_eq(tg_errmsg(ctx), "given");
+    cr_expect_eq(raise_empty(NULL, ""), TG_ERR_SHAPE); /* no context: nowhere to write, no crash */
 }
