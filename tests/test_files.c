@@ -184,6 +184,20 @@ Test(files, utf16_and_utf32_are_named_with_or_without_a_bom)
                              "UTF-%d %s %s BOM", unit * 8, big ? "BE" : "LE", bom ? "with" : "without");
                 cr_expect_str_eq(msg, want, "UTF-%d %s %s BOM", unit * 8, big ? "BE" : "LE", bom ? "with" : "without");
             }
+    /* and through the loaders: a data file saved as UTF-16 by an editor */
+    unsigned char b[64];
+    put(at("data.yaml"), b, wide(b, 2, 0, 1));
+    tg_ctx *ctx = tg_ctx_new(NULL);
+    const char *model = "name: m\nparams: {w: [1]}\ninputs: {x: [1]}\nstep:\n  - y = w * x\noutputs: [y]\n";
+    tg_model *m = tg_model_parse(ctx, "m.yaml", model, strlen(model), NULL, 0);
+    cr_assert_not_null(m, "%s", tg_errmsg(ctx));
+    cr_expect_null(tg_dataset_load(ctx, m, at("data.yaml")));
+    char want[512];
+    snprintf(want, sizeof want, "%s: this file is UTF-16; save it as UTF-8", at("data.yaml"));
+    cr_expect_str_eq(tg_errmsg(ctx), want);
+    cr_expect_eq(tg_status_last(ctx), TG_ERR_PARSE);
+    tg_model_free(m);
+    tg_ctx_free(ctx);
 }
 
 Test(files, utf8_with_a_bom_is_read_without_it_and_utf8_text_passes)
