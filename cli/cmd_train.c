@@ -152,6 +152,9 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
         const char *dot = strrchr(o.plot, '.');
         if (!dot || (strcmp(dot, ".svg") && strcmp(dot, ".png")))
             return cli_usage_error(cmd, "--plot FILE must end in .svg or .png, not '%s'", o.plot);
+        const char *ins[] = {o.c.model, o.c.data, o.c.params, o.resume, o.log};
+        int rc_out = cli_check_outputs(cmd, &o.plot, 1, ins, 5);
+        if (rc_out) return rc_out;
     }
 
     run R;
