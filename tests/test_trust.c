@@ -8,6 +8,7 @@
  * results exit 4 naming where they came from; empty params, UTF-16/32 files,
  * FIFOs and devices as inputs refused with their exact messages. */
 #include <signal.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <tapegrad.h>
 #include "models_testutil.h"
@@ -367,6 +368,58 @@ MT_TEST(trust, escaper_kinds)
     cr_expect_str_eq(tg_esc_str(small, sizeof small, "abcd\ne", TG_ESC_TEXT), "abcd");
     cr_expect_str_eq(tg_esc_str(small, sizeof small, "abc\"def", TG_ESC_JSON), "\"abc\\\"\"");
     cr_expect(tg_esc_needed("a\nb") && tg_esc_needed("\xff") && !tg_esc_needed("ok \xc3\xa9 '\""));
+}
+
+/* Valid UTF-8 with no control character (C0, DEL, C1)? */
+static int clean_utf8(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        if (*p < 0x20 || *p == 0x7f) return 0;
+        int n = *p < 0x80 ? 1 : *p >= 0xc2 && *p <= 0xdf ? 2 : *p >= 0xe0 && *p <= 0xef ? 3 : *p >= 0xf0 && *p <= 0xf4 ? 4 : 0;
+        if (!n || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)) return 0;
+        for (int i = 1; i < n; i++)
+            if ((p[i] & 0xc0) != 0x80) return 0;
+        p += n;
+    }
+    return 1;
+}
+
+/* 20000 random byte strings (biased to the bytes that matter) through every
+ * kind: each output keeps its syntax. */
+MT_TEST(trust, escaper_random_strings_keep_every_syntax)
+{
+    static const char special[] = "\"'\\\n\r\t,` @%\x01\x1b\x7f\x80\x85\xc2\xc3\xa9\xe2\x82\xac\xed\xa0\xf0\x9f\xff";
+    uint64_t rng = 0x9e3779b97f4a7c15u;
+    char in[64], out[1024];
+    for (int iter = 0; iter < 20000; iter++) {
+        rng = rng * 6364136223846793005u + 1442695040888963407u;
+        int n = (int)(rng >> 58); /* 0..63 */
+        for (int i = 0; i < n; i++) {
+            rng = rng * 6364136223846793005u + 1442695040888963407u;
+            unsigned r = (unsigned)(rng >> 33);
+            char c = r % 3 ? special[r / 3 % (sizeof special - 1)] : (char)(r / 3 % 255 + 1);
+            in[i] = c;
+        }
+        in[n] = 0;
+        cr_assert(clean_utf8(tg_esc_str(out, sizeof out, in, TG_ESC_TEXT)), "TEXT %d: %s", iter, out);
+        tg_esc_str(out, sizeof out, in, TG_ESC_TOKEN);
+        cr_assert(clean_utf8(out) && !strchr(out, ' '), "TOKEN %d: %s", iter, out);
+        tg_esc_str(out, sizeof out, in, TG_ESC_JSON);
+        cr_assert(json_valid(out), "JSON %d: %s", iter, out);
+        tg_esc_str(out, sizeof out, in, TG_ESC_DOT);
+        char dot[1100], why[128];
+        snprintf(dot, sizeof dot, "x [label=%s];\n", out);
+        cr_assert(clean_utf8(out) && dot_lines_ok(dot, why, sizeof why), "DOT %d: %s: %s", iter, why, out);
+        tg_esc_str(out, sizeof out, in, TG_ESC_CSV);
+        char rec[1100];
+        snprintf(rec, sizeof rec, "%s,x\n", out);
+        cr_assert(csv_records(rec, 2) == 1, "CSV %d: %s", iter, out);
+        tg_esc_str(out, sizeof out, in, TG_ESC_GNUPLOT);
+        size_t len = strlen(out);
+        cr_assert(len >= 2 && out[0] == '\'' && out[len - 1] == '\'' && clean_utf8(out), "GNUPLOT %d: %s", iter, out);
+        for (size_t i = 1; i + 1 < len; i++) /* inside, quotes come in pairs */
+            if (out[i] == '\'') cr_assert(out[++i] == '\'', "GNUPLOT %d: %s", iter, out);
+    }
 }
 
 /* ---- hostile labels, file names and titles through every dump --------------------------- */
