@@ -15,7 +15,7 @@
 enum {
     CLI_OK = 0,           /* success */
     CLI_CHECK_FAILED = 1, /* a gradient check exceeded its tolerance */
-    CLI_USAGE = 2,        /* unknown command or option, bad option value */
+    CLI_USAGE = 2,        /* unknown command or option, bad option value, an unsafe output */
     CLI_BAD_INPUT = 3,    /* a model, data or params file is unreadable or invalid */
     CLI_FAILURE = 4       /* out of memory, non-finite values, a write failed */
 };
@@ -23,10 +23,12 @@ enum {
     "exit status:\n"                                                                       \
     "  0  success\n"                                                                       \
     "  1  the gradient check failed its tolerance\n"                                      \
-    "  2  usage error: unknown command or option, bad option value\n"                      \
+    "  2  usage error: unknown command or option, bad option value, an output that is\n"  \
+    "     an input, a device or in a missing directory\n"                                   \
     "  3  bad input: a model, data or params file is unreadable, malformed or does not\n"  \
     "     fit the model (messages read FILE:LINE:COLUMN: ...)\n"                           \
-    "  4  failure while running: out of memory, non-finite values, a write failed\n"
+    "  4  failure while running: out of memory, non-finite values (the message names\n"  \
+    "     the first one's equation and FILE:LINE:COL), a write failed\n"
 
 typedef struct cli_cmd {
     const char *name;
@@ -91,6 +93,15 @@ void cli_help(FILE *f, const cli_cmd *cmd, const cli_usage *usage, const cli_opt
 int cli_default_threads(void);
 /* "tapegrad NAME: message" + a pointer to --help, on stderr; returns CLI_USAGE. */
 int cli_usage_error(const cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One line on stderr: the formatted message with every control character (and
+ * invalid UTF-8) shown as \xNN, so that a file name or label from an input can
+ * never start a line of its own; then a newline.  Returns code. */
+int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Checks every output path (NULL entries skipped) with tg_file_check_output() against every
+ * input path, before any work.  On refusal prints "tapegrad CMD: <msg>" and returns
+ * CLI_USAGE; else 0. */
+int cli_check_outputs(const cli_cmd *cmd, const char *const *outputs, int n_out,
+                      const char *const *inputs, int n_in);
 
 /* ---- a loaded model ------------------------------------------------------------------ */
 typedef struct cli_session {
