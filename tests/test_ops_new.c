@@ -504,3 +504,95 @@ Test(ops_new, index_cross_entropy_equals_the_one_hot_one)
     for (int k = 0; k < 6; k++) EXPECT_NEAR(tg_grad(z1)[k], tg_grad(z2)[k], "dz[%d]", k);
     EXPECT_NEAR(tg_grad(z1)[4], 0.665240955774822 - 1, "dz of the target class");
 }
+
+/* ---- fusion around the new ops ------------------------------------------------- */
+/* A layer-normalised LSTM cell in the two styles of Ba et al. (2016): f
+ * normalises its two products apart (a sum of terms under a sigmoid), u
+ * normalises the whole sum, h normalises the cell; and a where and a div,
+ * across which nothing fuses. */
+static const char *ln_model =
+    "name: ln\n"
+    "dims: {input: 2, hidden: 4, output: 2}\n"
+    "params:\n"
+    "  Wx: [hidden, input]\n"
+    "  Wh: [hidden, hidden]\n"
+    "  gx: {shape: [hidden], init: ones}\n"
+    "  bx: [hidden]\n"
+    "  gh: {shape: [hidden], init: ones}\n"
+    "  bh: [hidden]\n"
+    "  b: [hidden]\n"
+    "  gc: {shape: [hidden], init: ones}\n"
+    "  bc: [hidden]\n"
+    "  V: [output, hidden]\n"
+    "  d: [output]\n"
+    "inputs: {x: [input]}\n"
+    "targets: {y: [output]}\n"
+    "state: {h: [hidden], c: [hidden]}\n"
+    "step:\n"
+    "  - f = sigmoid(layer_norm(Wx @ x, gx, bx, 0.001) + layer_norm(Wh @ h, gh, bh, 0.001) + b)\n"
+    "  - u = sigmoid(layer_norm(Wx @ x + Wh @ h + b, gx, bx, 0.001))\n"
+    "  - c = f * c + u * tanh(div(Wh @ h, softplus(b) + Wh @ c))\n"
+    "  - h = u * tanh(layer_norm(c, gc, bc, 0.001))\n"
+    "  - o = V @ h + d\n"
+    "outputs: [o]\n"
+    "loss: squared_error(o, y)\n";
+
+static tg_tensor *unroll_ln(tg_tape *tape, const tg_model *m, tg_params *ps, tg_dataset *d, int each_op)
+{
+    const tg_real *in[1] = {tg_dataset_values(d, 0, TG_ROLE_INPUT, 0)};
+    const tg_real *tg[1] = {tg_dataset_values(d, 0, TG_ROLE_TARGET, 0)};
+    tg_unroll u = {.params = ps, .batch = tg_dataset_batch(d, 0), .steps = tg_dataset_steps(d, 0),
+                   .inputs = in, .targets = tg, .each_op = each_op};
+    cr_assert_eq(tg_model_unroll(m, tape, &u), TG_OK, "%s", tg_errmsg(ctx));
+    return u.loss;
+}
+
+Test(ops_new, fusion_around_layer_norm)
+{
+    tg_model *m = tg_model_parse(ctx, "ln.yaml", ln_model, strlen(ln_model), NULL, 0);
+    cr_assert(m, "%s", tg_errmsg(ctx));
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 3), TG_OK, "%s", tg_errmsg(ctx));
+    tg_dataset *d = tg_dataset_random(ctx, m, 6, 3, 4);
+    cr_assert(d, "%s", tg_errmsg(ctx));
+    size_t np = tg_params_total(ps);
+    tg_real *g = calloc(2 * np, sizeof *g);
+    cr_assert(g);
+    double loss[2];
+    int len[2];
+    char ops[1024] = "";
+    for (int each_op = 0; each_op < 2; each_op++) {
+        tg_tape_reset(tp);
+        tg_params_zero_grad(ps);
+        tg_tensor *l = unroll_ln(tp, m, ps, d, each_op);
+        cr_assert_eq(tg_backward(tp, l), TG_OK, "%s", tg_errmsg(ctx));
+        loss[each_op] = tg_item(l);
+        len[each_op] = tg_tape_length(tp);
+        memcpy(g + (size_t)each_op * np, tg_params_grads(ps), np * sizeof *g);
+        for (int i = 0; !each_op && i < tg_tape_length(tp); i++) {
+            tg_tensor *t = tg_tape_at(tp, i);
+            int step;
+            const char *label = tg_tensor_label(t, &step);
+            if (step != 1 || !t->op) continue;
+            snprintf(ops + strlen(ops), sizeof ops - strlen(ops), "%s:%s ", label, tg_tensor_op(t));
+        }
+    }
+    cr_expect_str_eq(ops, "f:matmul f:layer_norm f:matmul f:layer_norm f:affine "
+                          "u:affine u:layer_norm_act "
+                          "c:mul c:matmul c:softplus c:affine c:div c:tanh c:mul c:add "
+                          "h:layer_norm_act h:mul o:affine loss:squared_error ");
+    cr_expect_lt(len[0], len[1], "fused %d entries, each op %d", len[0], len[1]);
+    EXPECT_NEAR(loss[0], loss[1], "fused and each-op losses");
+#ifdef TG_REAL_DOUBLE
+    const double gtol = 1e-12;
+#else
+    const double gtol = 1e-5;
+#endif
+    for (size_t k = 0; k < np; k++)
+        cr_expect(fabs(g[k] - g[np + k]) <= gtol * fmax(1, fabs(g[np + k])), "gradient %zu: fused %.9g, each op %.9g",
+                  k, (double)g[k], (double)g[np + k]);
+    free(g);
+    tg_dataset_free(d);
+    tg_params_free(ps);
+    tg_model_free(m);
+}
