@@ -42,6 +42,8 @@ size_t tg_tape_bytes(const tg_tape *tp)
 }
 void tg_tape_detect_anomaly(tg_tape *tp, int on) { tp->detect_anomaly = on != 0; }
 void tg_tape_keep_grads(tg_tape *tp, int keep) { tp->recycle_grads = !keep; }
+void tg_tape_set_training(tg_tape *tp, int on) { tp->training = on != 0; }
+int tg_tape_training(const tg_tape *tp) { return tp->training; }
 
 /* Gradient buffers a sweep no longer needs, kept by exact size for the next
  * request of that size.  An RNN's entries come in a handful of sizes; past
@@ -237,6 +239,14 @@ static tg_tensor *record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *
     memcpy(t->attr, attrs, sizeof t->attr);
     t->kind = TG_KIND_NODE;
     t->requires_grad = d->differentiable && needs_grad;
+    t->train = tp->training;
+    if (d->check) {
+        char err[256] = "";
+        if (d->check(t, err, sizeof err)) {
+            tg_error(tp->ctx, TG_ERR_ARG, "%s: %s", d->name, err[0] ? err : "bad input values");
+            return NULL;
+        }
+    }
     if (d->scratch) {
         size_t sz = d->scratch(t);
         if (sz && !(t->scratch = tg_arena_alloc(&tp->arena, sz * sizeof(tg_real)))) return NULL;

@@ -226,6 +226,11 @@ void tg_tape_detect_anomaly(tg_tape *tape, int on);
  * entries is NULL afterwards (parameters' and leaves' gradients stay).  For
  * training loops; the default (1) keeps every gradient for inspection. */
 void tg_tape_keep_grads(tg_tape *tape, int keep);
+/* Training mode (off by default; a reset keeps it): entries recorded while
+ * it is on apply dropout, with masks drawn from the context's generator, so
+ * a run reproduces from its seed; off, dropout is the identity. */
+void tg_tape_set_training(tg_tape *tape, int on);
+int tg_tape_training(const tg_tape *tape);
 
 /* A leaf holding data, copied in (data may be NULL: zeros).  cols = 0 makes a
  * 1-D [rows] tensor.  If requires_grad, tg_grad() gives dL/d(leaf). */

@@ -99,7 +99,15 @@ typedef struct tg_op_test {
     double lo, hi;   /* input range; both 0 means [-1, 1] */
     double kink;     /* distance kept from kink_at */
     double kink_at;
-    double tol;      /* scaled error allowed in float32; double uses tol/1e3 */
+    double tol;      /* scaled error allowed in float32; double uses tol/1e6 */
+    unsigned constant; /* bit i: input i is data (indices, a mask), not a parameter:
+                          its gradient is not checked */
+    /* Optional: adjusts freshly drawn values to what the op needs (indices, a
+     * 0/1 mask) and away from its kinks, or returns -1 to have every input
+     * drawn again.  v[i] holds input i's values, shape[i] its shape. */
+    int (*prepare)(int n_in, tg_real *const *v, const int (*shape)[2], const double *attrs);
+    bool training;   /* recorded on a training tape (dropout), the generator
+                        reseeded before every evaluation: one mask throughout */
 } tg_op_test;
 
 /* A built-in op, defined in one file under ops/ and listed in ops/ops.def. */
@@ -116,6 +124,10 @@ typedef struct tg_builtin_op {
      * lends the tape's workspace to out->scratch for that call.  An op uses
      * this or scratch, not both. */
     size_t (*backward_scratch)(const tg_tensor *out);
+    /* Optional: checks input values that forward would trust (indices in
+     * range) before forward runs; writes a message and returns -1, and the
+     * entry is not recorded (TG_ERR_ARG "op: message"). */
+    int (*check)(const tg_tensor *out, char *err, size_t err_len);
     tg_op_test test;
 } tg_builtin_op;
 
@@ -159,6 +171,7 @@ struct tg_tensor {
     signed char ndim;
     unsigned char kind;
     unsigned char requires_grad;
+    unsigned char train;    /* recorded on a training tape (tg_tape_set_training) */
     int index;              /* tape position; -1 for params */
     unsigned sweep;         /* the tape's sweep that last reached it from the loss */
     double attr[TG_MAX_ATTRS];
@@ -199,6 +212,7 @@ struct tg_tape {
     tg_tensor **nodes;
     int n, cap;
     bool detect_anomaly;
+    bool training;          /* tg_tape_set_training: dropout is active */
     unsigned sweep;         /* counts tg_backward calls, to mark entries reached */
     bool recycle_grads;     /* !tg_tape_keep_grads */
     struct tg_free_grads {  /* recycled gradient buffers, one list per size */

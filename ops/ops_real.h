@@ -13,11 +13,21 @@ static inline tg_real real_exp(tg_real x) { return exp(x); }
 static inline tg_real real_log(tg_real x) { return log(x); }
 static inline tg_real real_tanh(tg_real x) { return tanh(x); }
 static inline tg_real real_abs(tg_real x) { return fabs(x); }
+static inline tg_real real_sqrt(tg_real x) { return sqrt(x); }
+static inline tg_real real_log1p(tg_real x) { return log1p(x); }
+static inline tg_real real_pow(tg_real x, tg_real p) { return pow(x, p); }
+static inline tg_real real_fmod(tg_real x, tg_real y) { return fmod(x, y); }
+static inline tg_real real_rint(tg_real x) { return rint(x); }
 #else
 static inline tg_real real_exp(tg_real x) { return expf(x); }
 static inline tg_real real_log(tg_real x) { return logf(x); }
 static inline tg_real real_tanh(tg_real x) { return tanhf(x); }
 static inline tg_real real_abs(tg_real x) { return fabsf(x); }
+static inline tg_real real_sqrt(tg_real x) { return sqrtf(x); }
+static inline tg_real real_log1p(tg_real x) { return log1pf(x); }
+static inline tg_real real_pow(tg_real x, tg_real p) { return powf(x, p); }
+static inline tg_real real_fmod(tg_real x, tg_real y) { return fmodf(x, y); }
+static inline tg_real real_rint(tg_real x) { return rintf(x); }
 #endif
 
 /* Kernels that should use the machine's vector width.  The library is built
@@ -38,6 +48,13 @@ static inline tg_real real_abs(tg_real x) { return fabsf(x); }
 void tg_tanh_inplace(tg_real *y, size_t n);
 void tg_sigmoid_inplace(tg_real *y, size_t n);
 
+
+/* Where an input's element for output element (i, j) lives when the input
+ * is broadcast: a dimension of 1 repeats (arith.c's rule). */
+static inline size_t ops_bcast_at(int rows, int cols, int i, int j)
+{
+    return (size_t)(rows == 1 ? 0 : i) * (size_t)cols + (size_t)(cols == 1 ? 0 : j);
+}
 
 /* Every shape rule starts here: the core checks arity and sizes before it
  * calls a rule, but rules are also reachable through tg_op_shape() by model

@@ -12,7 +12,7 @@
 
 #ifdef TG_REAL_DOUBLE
 #define VAL_TOL 1e-12 /* relative error allowed in forward values */
-#define SPEC_TOL_DIV 1e3
+#define SPEC_TOL_DIV 1e6 /* a spec's usual 1e-3 is 1e-9 in double */
 #else
 #define VAL_TOL 2e-6
 #define SPEC_TOL_DIV 1
@@ -82,13 +82,23 @@ typedef struct gc_case {
     const double *attrs;
     int rows, cols;  /* the op's output shape */
     tg_real *weight; /* R: fixed upstream weights, so dL/dy is not all ones */
+    unsigned constant;                /* the spec's: inputs recorded as data */
+    tg_real *data[TG_TEST_MAX_IN];    /* their values (malloc'd) */
+    int shape[TG_TEST_MAX_IN][2];
+    bool training;                    /* a training tape, the generator reseeded */
 } gc_case;
 
 /* loss = sum(op(inputs) * R) */
 static tg_tensor *build_case(tg_tape *tape, void *user)
 {
     gc_case *c = user;
-    tg_tensor *y = tg_apply(tape, c->op, c->n_in, c->in, c->n_attrs, c->attrs);
+    tg_tensor *in[TG_TEST_MAX_IN];
+    for (int i = 0; i < c->n_in; i++)
+        in[i] = c->constant >> i & 1 ? tg_input(tape, c->shape[i][0], c->shape[i][1], c->data[i], 0)
+                                     : c->in[i];
+    tg_tape_set_training(tape, c->training);
+    if (c->training) tg_seed(ctx, 31337); /* every evaluation draws the same dropout mask */
+    tg_tensor *y = tg_apply(tape, c->op, c->n_in, in, c->n_attrs, c->attrs);
     tg_tensor *r = tg_input(tape, c->rows, c->cols, c->weight, 0);
     return tg_sum(tape, tg_mul(tape, y, r));
 }
@@ -104,27 +114,42 @@ static double draw(const tg_op_test *spec)
     }
 }
 
-/* Sets up case ci of op d: one parameter per input in ps, filled from the
- * spec's range, and c ready for build_case() with weights in weight[256]. */
+/* Sets up case ci of op d: one parameter per input in ps (or, for the
+ * spec's constant inputs, data in c), filled from the spec's range and
+ * prepared by its prepare hook, and c ready for build_case() with weights
+ * in weight[256].  Free with free_case(). */
 static void make_case(const tg_builtin_op *d, int ci, tg_params *ps, gc_case *c, tg_real *weight)
 {
     const tg_op_test *spec = &d->test;
     const tg_op_test_case *tc = &spec->cases[ci];
     cr_assert(tc->n_in >= 1 && tc->n_in <= TG_TEST_MAX_IN, "%s case %d: n_in %d", d->name, ci,
               tc->n_in);
-    *c = (gc_case){.op = d->name, .n_in = tc->n_in, .n_attrs = d->n_attrs, .attrs = tc->attrs};
+    *c = (gc_case){.op = d->name, .n_in = tc->n_in, .n_attrs = d->n_attrs, .attrs = tc->attrs,
+                   .constant = spec->constant, .training = spec->training};
     int shapes[TG_TEST_MAX_IN][2];
     for (int i = 0; i < tc->n_in; i++) {
+        shapes[i][0] = c->shape[i][0] = tc->shape[i][0];
+        shapes[i][1] = c->shape[i][1] = tc->shape[i][1];
+        if (c->constant >> i & 1) {
+            c->data[i] = malloc((size_t)tc->shape[i][0] * (size_t)tc->shape[i][1] * sizeof(tg_real));
+            cr_assert(c->data[i]);
+            continue;
+        }
         char name[16];
         snprintf(name, sizeof name, "x%d", i);
         c->in[i] = tg_params_add(ps, name, tc->shape[i][0], tc->shape[i][1]);
         cr_assert(c->in[i], "%s case %d: %s", d->name, ci, tg_errmsg(ctx));
-        shapes[i][0] = tc->shape[i][0];
-        shapes[i][1] = tc->shape[i][1];
     }
     /* values only after every add: adding may move the buffers */
-    for (int i = 0; i < tc->n_in; i++)
-        for (size_t k = 0; k < tg_size(c->in[i]); k++) tg_data(c->in[i])[k] = (tg_real)draw(spec);
+    tg_real *v[TG_TEST_MAX_IN];
+    for (int i = 0; i < tc->n_in; i++) v[i] = c->constant >> i & 1 ? c->data[i] : tg_data(c->in[i]);
+    for (int tries = 0;; tries++) {
+        cr_assert(tries < 100000, "%s case %d: prepare refused 100000 draws", d->name, ci);
+        for (int i = 0; i < tc->n_in; i++)
+            for (int k = 0; k < shapes[i][0] * shapes[i][1]; k++) v[i][k] = (tg_real)draw(spec);
+        if (!spec->prepare || spec->prepare(tc->n_in, v, (const int (*)[2])shapes, tc->attrs) == 0)
+            break;
+    }
     int out[2];
     cr_assert_eq(tg_op_shape(ctx, d->name, tc->n_in, (const int (*)[2])shapes, d->n_attrs,
                              tc->attrs, out),
@@ -135,6 +160,11 @@ static void make_case(const tg_builtin_op *d, int ci, tg_params *ps, gc_case *c,
     cr_assert(n_out <= 256, "%s case %d: output too big for the test", d->name, ci);
     for (size_t k = 0; k < n_out; k++) weight[k] = (tg_real)(2 * tg_rand_uniform(ctx) - 1);
     c->weight = weight;
+}
+
+static void free_case(gc_case *c)
+{
+    for (int i = 0; i < c->n_in; i++) free(c->data[i]);
 }
 
 /* Checks one case of one op; returns 0 when it passes. */
@@ -179,7 +209,9 @@ static int check_case(const tg_builtin_op *d, int ci)
             }
         }
     }
+    free_case(&c);
     tg_params_free(ps);
+    tg_tape_set_training(tp, 0);
     return failed;
 }
 
@@ -235,9 +267,11 @@ Test(ops, every_builtin_accumulates)
                     break;
                 }
             }
+            free_case(&c);
             tg_params_free(ps);
         }
     }
+    tg_tape_set_training(tp, 0);
 }
 
 /* ---- 2. forward values -------------------------------------------------- */
