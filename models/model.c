@@ -615,6 +615,15 @@ const char *tg_model_var(const tg_model *m, tg_model_role role, int i, int *rows
     return v->name;
 }
 
+int tg_model_var_flags(const tg_model *m, tg_model_role role, int i, int *vocab)
+{
+    if (vocab) *vocab = 0;
+    if (!m || role > TG_ROLE_STATE || i < 0 || i >= m->n_vars[role]) return 0;
+    const tgm_var *v = &m->vars[role][i];
+    if (vocab) *vocab = v->index;
+    return (v->per_seq ? TG_VAR_PER_SEQUENCE : 0) | (v->reverse ? TG_VAR_REVERSE : 0) | (v->index ? TG_VAR_INDEX : 0);
+}
+
 /* ---- parameters -------------------------------------------------------------------------- */
 static int is_random(int init) { return init == TGM_INIT_UNIFORM || init == TGM_INIT_NORMAL || init == TGM_INIT_XAVIER; }
 
