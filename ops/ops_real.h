@@ -48,6 +48,14 @@ static inline tg_real real_rint(tg_real x) { return rintf(x); }
 void tg_tanh_inplace(tg_real *y, size_t n);
 void tg_sigmoid_inplace(tg_real *y, size_t n);
 
+/* embed.c: the check of the index ops (embed, softmax_cross_entropy_index):
+ * every value of idx a whole number from 0 to limit - 1, else -1 and
+ * "index 7 in column 2 is out of range for <pre><limit> <post> (0 to 4)" */
+int tg_check_indices(const tg_tensor *idx, int limit, const char *pre, const char *post, char *err,
+                     size_t err_len);
+/* embed.c: their test spec's prepare: input 1 to indices into input 0's rows */
+int tg_test_indices(int n_in, tg_real *const *v, const int (*shape)[2], const double *attrs);
+
 
 /* Where an input's element for output element (i, j) lives when the input
  * is broadcast: a dimension of 1 repeats (arith.c's rule). */
