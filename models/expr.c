@@ -49,6 +49,8 @@ typedef struct val {
     int rows, cols, ndim;
     int temp;           /* the slot is a fresh temporary written by the last instruction */
     int taint;          /* TT_* */
+    int index;          /* an index variable as written: its vocabulary; else 0 */
+    const char *name;   /* that variable's name */
 } val;
 
 enum { T_END, T_NAME, T_NUM, T_PUNCT, T_BAD };
@@ -428,6 +430,10 @@ static tg_status name_value(C *c, size_t off, size_t len, val *out)
     out->cols = s->cols;
     out->ndim = s->ndim;
     out->taint = s->taint;
+    if (s->var && (s->kind == SYM_INPUT || s->kind == SYM_TARGET) && s->var->index) {
+        out->index = s->var->index;
+        out->name = s->name;
+    }
     if (s->kind == SYM_STEP_T) c->uses_t = 1;
     return TG_OK;
 }
@@ -516,6 +522,24 @@ static tg_status call(C *c, size_t off, size_t len, val *out)
     next(c); /* ')' */
     c->depth--;
     if (c->syntax_only) return apply(c, NULL, 0, NULL, 0, NULL, off, NULL, out);
+
+    /* the language's spellings of ops with other names: sum(x, axis),
+     * mean(x, axis), and the cross-entropy against class indices */
+    if ((!strcmp(name, "sum") || !strcmp(name, "mean")) && n == 2 && !args[0].is_const && args[1].is_const) {
+        if (args[1].c != 0 && args[1].c != 1)
+            return err_at(c, arg_pos[1], TG_ERR_PARSE,
+                          "the axis of %s(x, axis) is 0 (over the rows of each column, giving [1, B]) or 1 "
+                          "(over the columns, giving [n, 1]), got %g", name, args[1].c);
+        op = tg_op_lookup(c->ctx, name[0] == 's' ? "sum_axis" : "mean_axis");
+    } else if (!strcmp(name, "softmax_cross_entropy") && n == 2 && args[1].index)
+        op = tg_op_lookup(c->ctx, "softmax_cross_entropy_index");
+    if (!op) return err_at(c, off, TG_ERR_PARSE, "unknown op '%s'", name);
+    /* an index into a vocabulary must fit the table it indexes */
+    if ((!strcmp(op->def.name, "embed") || !strcmp(op->def.name, "softmax_cross_entropy_index")) && n == 2 &&
+        args[1].index && !args[0].is_const && args[0].rows != args[1].index)
+        return err_at(c, arg_pos[0], TG_ERR_SHAPE, "%s(...): '%s' is an index into %d entries but %s has %d rows",
+                      name, args[1].name, args[1].index, !strcmp(op->def.name, "embed") ? "the table" : "the logits",
+                      args[0].rows);
 
     const tg_builtin_op *d = &op->def;
     int n_t = 0; /* tensor arguments: the fixed arity, or the leading tensors */
