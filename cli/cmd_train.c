@@ -433,6 +433,7 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
 
     tg_tape *tape = R.s.tape;
     tg_tape_keep_grads(tape, 0); /* training reads parameter gradients only */
+    tg_tape_set_training(tape, 1); /* dropout is active; its masks continue the seeded generator */
     double t_start = now(), t_shown = 0, base_seconds = pos.seconds;
     uint64_t step0 = pos.step;
     double last_epoch_loss = NAN, first_epoch_loss = NAN;
