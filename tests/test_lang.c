@@ -553,3 +553,116 @@ MT_TEST(lang, run_prints_a_target_per_sequence)
     unlink(data);
     rmdir(dir);
 }
+
+/* ---- float against double ----------------------------------------------------------------------- */
+/* Every number of a JSON text in order (keys hold no digits here). */
+static int json_numbers(const char *s, double *out, int max)
+{
+    int n = 0;
+    while (*s && n < max) {
+        if ((*s >= '0' && *s <= '9') || *s == '-') {
+            char *end;
+            out[n++] = strtod(s, &end);
+            s = end;
+        } else
+            s++;
+    }
+    return n;
+}
+
+static void write_data(FILE *f, const tg_model *m, const tg_dataset *d)
+{
+    int T = tg_dataset_steps(d, 0), B = tg_dataset_batch(d, 0);
+    for (int role = TG_ROLE_INPUT; role <= TG_ROLE_TARGET; role++)
+        for (int i = 0; i < tg_model_count(m, role); i++) {
+            int rows;
+            const char *name = tg_model_var(m, role, i, &rows, NULL);
+            const tg_real *v = tg_dataset_values(d, 0, role, i);
+            int once = tg_model_var_flags(m, role, i, NULL) & TG_VAR_PER_SEQUENCE;
+            fprintf(f, "%s: %s", name, once ? "" : "[");
+            for (int t = 0; t < (once ? 1 : T); t++) {
+                fputs(t ? ", [" : "[", f);
+                for (int r = 0; r < rows; r++) {
+                    fputs(r ? ", [" : "[", f);
+                    for (int c = 0; c < B; c++)
+                        fprintf(f, "%s%.17g", c ? ", " : "", (double)v[((size_t)t * rows + r) * B + c]);
+                    fputc(']', f);
+                }
+                fputc(']', f);
+            }
+            fputs(once ? "\n" : "]\n", f);
+        }
+}
+
+/* Every shipped model's loss and gradients in float match the double
+ * build's to 2e-4 (scaled as the gradient check scales), same params and
+ * data, 20 steps, batch 3.  Needs both builds (make check builds them). */
+MT_TEST(lang, float_gradients_match_double, .timeout = 120)
+{
+    mt_chdir_root();
+    const char *root = getenv("TG_ROOT");
+    char fl[4096], db[4096];
+    snprintf(fl, sizeof fl, "%s/build/float/tapegrad", root ? root : ".");
+    snprintf(db, sizeof db, "%s/build/double/tapegrad", root ? root : ".");
+    if (access(fl, X_OK) || access(db, X_OK)) cr_skip_test("needs both build/float and build/double");
+    char **paths;
+    int n = mt_list("models", ".yaml", &paths);
+    char dir[] = "/tmp/tglangXXXXXX", data[64], params[64];
+    cr_assert(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/d.yaml", dir);
+    snprintf(params, sizeof params, "%s/p.yaml", dir);
+    double *a = malloc(200000 * sizeof *a), *b = malloc(200000 * sizeof *b);
+    cr_assert(a && b);
+    double worst_all = 0;
+    for (int i = 0; i < n; i++) {
+        int small = strstr(paths[i], "char") != NULL;
+        tg_dim dims[2] = {{"vocab", 5}, {"hidden", 5}};
+        tg_ctx *ctx = tg_ctx_new(NULL);
+        tg_model *m = tg_model_load(ctx, paths[i], dims, small ? 2 : 0);
+        cr_assert(m, "%s", tg_errmsg(ctx));
+        if (!tg_model_has_loss(m)) {
+            tg_model_free(m);
+            tg_ctx_free(ctx);
+            continue;
+        }
+        tg_params *ps = tg_params_new(ctx);
+        cr_assert_eq(tg_model_init_params(m, ps, 21), TG_OK);
+        cr_assert_eq(tg_params_save(ps, m, params), TG_OK, "%s", tg_errmsg(ctx));
+        tg_dataset *d = tg_dataset_random(ctx, m, 20, 3, 22);
+        cr_assert(d);
+        FILE *f = fopen(data, "w");
+        cr_assert(f);
+        write_data(f, m, d);
+        fclose(f);
+        const char *args[] = {"grad", paths[i], "--data", data, "--params", params, "--seed", "21", "--format",
+                              "json", small ? "--dim" : NULL, "vocab=5", "--dim", "hidden=5", NULL};
+        setenv("TG_TOOL", fl, 1);
+        mt_result rf = mt_tool(args);
+        setenv("TG_TOOL", db, 1);
+        mt_result rd = mt_tool(args);
+        cr_expect_eq(rf.code, 0, "%s: %s", paths[i], rf.err);
+        cr_expect_eq(rd.code, 0, "%s: %s", paths[i], rd.err);
+        int na = json_numbers(rf.out ? rf.out : "", a, 200000), nb = json_numbers(rd.out ? rd.out : "", b, 200000);
+        cr_expect(na == nb && na > 1, "%s: %d and %d numbers", paths[i], na, nb);
+        double worst = 0;
+        for (int k = 0; k < na && k < nb; k++) {
+            double e = fabs(a[k] - b[k]) / fmax(1, fmax(fabs(a[k]), fabs(b[k])));
+            if (e > worst) worst = e;
+        }
+        cr_expect_leq(worst, 2e-4, "%s: float and double differ by %.3e (scaled)", paths[i], worst);
+        if (worst > worst_all) worst_all = worst;
+        mt_result_free(&rf);
+        mt_result_free(&rd);
+        tg_dataset_free(d);
+        tg_params_free(ps);
+        tg_model_free(m);
+        tg_ctx_free(ctx);
+    }
+    cr_log_info("float against double: worst scaled difference %.3e over %d models", worst_all, n);
+    free(a);
+    free(b);
+    unlink(data);
+    unlink(params);
+    rmdir(dir);
+    mt_free_list(paths, n);
+}
