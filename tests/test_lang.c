@@ -666,3 +666,90 @@ MT_TEST(lang, float_gradients_match_double, .timeout = 120)
     rmdir(dir);
     mt_free_list(paths, n);
 }
+
+/* ---- training with the new forms ------------------------------------------------------------------ */
+static double csv_loss(const char *path, int last)
+{
+    char *text = mt_read(path, NULL);
+    cr_assert(text, "no log %s", path);
+    char *line = strchr(text, '\n'), *pick = NULL;
+    while (line && line[1]) {
+        pick = line + 1;
+        if (!last) break;
+        line = strchr(line + 1, '\n');
+    }
+    cr_assert(pick);
+    double step, epoch, loss = NAN;
+    cr_assert_eq(sscanf(pick, "%lf,%lf,%lf", &step, &epoch, &loss), 3, "%s", pick);
+    free(text);
+    return loss;
+}
+
+MT_TEST(lang, train_index_text_per_sequence_targets_and_no_bptt_for_reverse_states, .timeout = 120)
+{
+    char dir[] = "/tmp/tglangXXXXXX", text[64], seqs[64], log[64], save[64], bi[64];
+    cr_assert(mkdtemp(dir));
+    snprintf(text, sizeof text, "%s/t.txt", dir);
+    snprintf(seqs, sizeof seqs, "%s/s.yaml", dir);
+    snprintf(log, sizeof log, "%s/log.csv", dir);
+    snprintf(save, sizeof save, "%s/p.yaml", dir);
+    snprintf(bi, sizeof bi, "%s/b.yaml", dir);
+    /* a text with a pattern to learn: index inputs and targets, no one-hot */
+    FILE *f = fopen(text, "w");
+    for (int i = 0; i < 300; i++) fputs("abcab ", f);
+    fclose(f);
+    const char *tr[] = {"train", "models/char_embed.yaml", "--data", text, "--epochs", "4", "--batch", "4",
+                        "--dim", "hidden=16", "--dim", "embed=4", "--lr", "0.01", "--quiet", "--log", log,
+                        "--save", save, NULL};
+    mt_result r = mt_tool(tr);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    mt_result_free(&r);
+    double first = csv_loss(log, 0), last = csv_loss(log, 1);
+    cr_expect_lt(last, 0.5 * first, "char_embed: loss %g -> %g", first, last);
+    const char *sa[] = {"sample", "models/char_embed.yaml", "--params", save, "--dim", "hidden=16", "--dim",
+                        "embed=4", "--length", "12", "--temperature", "0", "--prime", "a", NULL};
+    r = mt_tool(sa);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    cr_expect(r.out && strstr(r.out, "abcab"), "sampled %s", r.out);
+    mt_result_free(&r);
+
+    /* a class given once per sequence */
+    f = fopen(seqs, "w");
+    for (int q = 0; q < 6; q++) {
+        fputs("- x: [", f);
+        for (int t = 0; t < 4; t++) fprintf(f, "%s[%d, %d, 0]", t ? ", " : "", q % 3 == 0, q % 3 == 1);
+        fprintf(f, "]\n  y: [%d, %d, %d]\n", q % 3 == 0, q % 3 == 1, q % 3 == 2);
+    }
+    fclose(f);
+    const char *tc[] = {"train", "models/mgu_classifier.yaml", "--data", seqs, "--epochs", "40", "--lr", "0.02",
+                        "--quiet", "--log", log, NULL};
+    r = mt_tool(tc);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    mt_result_free(&r);
+    first = csv_loss(log, 0), last = csv_loss(log, 1);
+    cr_expect_lt(last, 0.3 * first, "mgu_classifier: loss %g -> %g", first, last);
+
+    /* a reverse state trains on whole sequences */
+    f = fopen(bi, "w");
+    fputs("x: [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]\ny: [[0, 1], [1, 0], [0, 1], [1, 0]]\n", f);
+    fclose(f);
+    const char *tb[] = {"train", "models/birnn.yaml", "--data", bi, "--epochs", "1", "--bptt", "2", "--quiet", NULL};
+    r = mt_tool(tb);
+    cr_expect_eq(r.code, 2);
+    cr_expect_str_eq(r.err, "tapegrad train: --bptt 2: state 'hb' of birnn runs in reverse, so the model trains on "
+                            "whole sequences (no truncated BPTT)\n");
+    mt_result_free(&r);
+    const char *tw[] = {"train", "models/birnn.yaml", "--data", bi, "--epochs", "1", "--quiet", NULL};
+    r = mt_tool(tw);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    mt_result_free(&r);
+    unlink(text);
+    unlink(seqs);
+    unlink(log);
+    unlink(save);
+    char st[80];
+    snprintf(st, sizeof st, "%s.state", save);
+    unlink(st);
+    unlink(bi);
+    rmdir(dir);
+}
