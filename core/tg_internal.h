@@ -86,7 +86,7 @@ typedef void (*tg_kernel_fn)(tg_tensor *out);
  * values drawn from [lo, hi] but never within `kink` of a point where the op
  * is not differentiable. */
 #define TG_TEST_MAX_IN 6
-#define TG_TEST_MAX_CASES 4
+#define TG_TEST_MAX_CASES 6
 typedef struct tg_op_test_case {
     int n_in;
     int shape[TG_TEST_MAX_IN][2];

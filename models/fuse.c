@@ -9,6 +9,20 @@
  * written, one instruction per operator, stays beside it for dumps and for
  * anyone who wants to see every intermediate (tg_unroll.each_op).
  *
+ * An activation of a sum without products fuses as well, into an affine
+ * entry of no products (a layer-normalised gate, Ba et al. 2016):
+ *
+ *   f = sigmoid(layer_norm(Wx @ x, ..) + layer_norm(Wh @ h, ..) + b)
+ *     -> matmul, layer_norm, matmul, layer_norm, affine(ln1, ln2, b; 0, sigmoid)
+ *
+ * and an activation of a layer_norm becomes one layer_norm_act entry:
+ *
+ *   u = sigmoid(layer_norm(Wx @ x + Wh @ h + b, g, c, eps))
+ *     -> affine(Wx, x, Wh, h, b; 2, none), layer_norm_act(.., g, c; eps, sigmoid)
+ *
+ * Nothing else is fused into or out of other ops: a div or a where between
+ * a sum and its activation ends the plan there.
+ *
  * The rewrite only moves computation later, to the instruction that
  * consumes it, and only absorbs a temporary that nothing else reads (no
  * other instruction, output or loss).  Moving is safe unless a state the
@@ -27,10 +41,13 @@ typedef struct fz {
     int *producer;      /* instruction writing each temporary slot in this list, or -1 */
     int *consumer;      /* the last instruction of this list reading each slot, or -1 */
     unsigned char *absorbed, *tentative;
+    int terms_only;     /* planning a sum of terms only: absorb adds, not matmuls */
     struct plan {
         int n_pairs, n_terms, act, first; /* first: earliest absorbed instruction */
+        int ln;         /* a layer_norm_act of the terms x, gain, bias */
+        double eps;     /* its eps */
         int *in;        /* pairs, then terms; TGM_MAX_ARGS slots */
-    } *plan;            /* per instruction; n_pairs 0: none */
+    } *plan;            /* per instruction; n_pairs and n_terms 0: none */
 } fz;
 
 enum { ACT_NONE, ACT_TANH, ACT_SIGMOID };
@@ -65,7 +82,8 @@ static int collect(fz *f, struct plan *pl, int s, int i, int pass)
     int p;
     if (pass == 0) {
         p = absorbable(f, s, i);
-        if (p >= 0 && !is_op(f, &f->code[p], TG_OP_ADD) && !is_op(f, &f->code[p], TG_OP_MATMUL)) p = -1;
+        if (p >= 0 && !is_op(f, &f->code[p], TG_OP_ADD) && (f->terms_only || !is_op(f, &f->code[p], TG_OP_MATMUL)))
+            p = -1;
         if (p >= 0) {
             f->tentative[p] = 1;
             if (p < pl->first) pl->first = p;
@@ -99,10 +117,11 @@ static void drop_tentative(fz *f, int commit)
 }
 
 /* Every slot the plan reads keeps its value from pl->first to i, and the
- * shapes fit the affine op: products [rows, cols], terms that or [rows, 1]. */
+ * shapes fit the affine op: products [rows, cols], terms that or [rows, 1].
+ * A plan of terms only fuses two terms or more. */
 static int plan_ok(const fz *f, const struct plan *pl, int i, int rows, int cols)
 {
-    if (pl->n_pairs < 1) return 0;
+    if (pl->n_pairs < 1 && !(f->terms_only && pl->n_terms >= 2)) return 0;
     int n = 2 * pl->n_pairs + pl->n_terms;
     for (int j = 0; j < n; j++)
         if (written_between(f, pl->in[j], pl->first, i)) return 0;
@@ -138,6 +157,23 @@ static void plan_sum(fz *f, int i)
     if (!ok) pl->n_pairs = pl->n_terms = 0;
 }
 
+/* The activation at i of the sum an absorbable add holds, as a plan of
+ * terms only (the add's own plan found no products it could take). */
+static void plan_terms(fz *f, int i, int act)
+{
+    const tgm_instr *k = &f->code[i];
+    struct plan *pl = &f->plan[i];
+    pl->n_pairs = pl->n_terms = 0;
+    pl->act = act;
+    pl->first = i;
+    f->terms_only = 1;
+    int ok = collect(f, pl, k->in[0], i, 0) == 0 && collect(f, pl, k->in[0], i, 1) == 0 &&
+             plan_ok(f, pl, i, k->rows, k->cols);
+    f->terms_only = 0;
+    drop_tentative(f, ok);
+    if (!ok) pl->n_pairs = pl->n_terms = 0;
+}
+
 static tg_status rewrite(fz *f, const tgm_instr *code, int n, tgm_instr **out, int *n_out)
 {
     tg_ctx *ctx = f->m->ctx;
@@ -148,7 +184,7 @@ static tg_status rewrite(fz *f, const tgm_instr *code, int n, tgm_instr **out, i
         if (code[i].out >= f->first_temp) f->producer[code[i].out] = i;
         for (int j = 0; j < code[i].n_in; j++) f->consumer[code[i].in[j]] = i;
         f->absorbed[i] = f->tentative[i] = 0;
-        f->plan[i].n_pairs = 0;
+        f->plan[i].n_pairs = f->plan[i].n_terms = f->plan[i].ln = 0;
     }
     for (int i = 0; i < n; i++) {
         const tgm_instr *k = &code[i];
@@ -166,12 +202,27 @@ static tg_status rewrite(fz *f, const tgm_instr *code, int n, tgm_instr **out, i
                 struct plan tmp = f->plan[i];
                 f->plan[i] = f->plan[p];
                 f->plan[p] = tmp;
-                f->plan[p].n_pairs = 0;
+                f->plan[p].n_pairs = f->plan[p].n_terms = 0;
                 f->plan[i].act = act;
                 f->absorbed[p] = 1;
             } else if (p >= 0 && is_op(f, &code[p], TG_OP_MATMUL)) {
                 plan_sum(f, i);
                 if (f->plan[i].n_pairs) f->plan[i].act = act;
+            } else if (p >= 0 && is_op(f, &code[p], TG_OP_ADD) && !f->plan[p].n_pairs) {
+                plan_terms(f, i, act);
+            } else if (p >= 0 && is_op(f, &code[p], TG_OP_LAYER_NORM)) {
+                /* its inputs keep their values until the activation reads them */
+                struct plan *pl = &f->plan[i];
+                int ok = 1;
+                for (int j = 0; j < 3; j++) ok &= !written_between(f, code[p].in[j], p, i);
+                if (ok) {
+                    for (int j = 0; j < 3; j++) pl->in[j] = code[p].in[j];
+                    pl->n_terms = 3;
+                    pl->ln = 1;
+                    pl->eps = code[p].attrs[0];
+                    pl->act = act;
+                    f->absorbed[p] = 1;
+                }
             }
         }
     }
@@ -185,11 +236,21 @@ static tg_status rewrite(fz *f, const tgm_instr *code, int n, tgm_instr **out, i
         if (f->absorbed[i]) continue;
         dst[j] = code[i];
         const struct plan *pl = &f->plan[i];
-        if (pl->n_pairs) {
+        if (pl->n_pairs || pl->n_terms) {
             int nin = 2 * pl->n_pairs + pl->n_terms;
             int *in = tgm_palloc(&f->m->pool, (size_t)nin * sizeof *in);
             if (!in) return TG_ERR_NOMEM;
             memcpy(in, pl->in, (size_t)nin * sizeof *in);
+            if (pl->ln) {
+                dst[j].op = tg_op_by_id(ctx, TG_OP_LAYER_NORM_ACT);
+                dst[j].n_in = 3;
+                dst[j].in = in;
+                dst[j].n_attrs = 2;
+                dst[j].attrs[0] = pl->eps;
+                dst[j].attrs[1] = pl->act;
+                j++;
+                continue;
+            }
             dst[j].op = affine;
             dst[j].n_in = nin;
             dst[j].in = in;

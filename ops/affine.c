@@ -10,7 +10,10 @@
  * as the tanh and sigmoid ops do.
  *
  * Inputs: A1, x1, ..., Ap, xp, then the terms t1..tq (q >= 0), each [m, n]
- * or a column [m, 1] spread across the n columns (a bias).
+ * or a column [m, 1] spread across the n columns (a bias).  With p = 0 it
+ * is act(t1 + ... + tq), what a layer-normalised gate writes as
+ * sigmoid(layer_norm(..) + layer_norm(..) + b): then at least one term is
+ * [m, n] and gives the shape.
  * Attributes: p, and the activation (0 none, 1 tanh, 2 sigmoid). */
 #include "gemm.h"
 
@@ -21,15 +24,16 @@ static int affine_shape(int n, const int (*in)[2], const double *attrs, int out[
 {
     if (ops_check_inputs(n, -1, in, err, err_len)) return -1;
     double p = attrs[0], act = attrs[1];
-    if (!(p >= 1 && p <= n / 2 && p == (int)p)) {
-        snprintf(err, err_len, "the number of products must be a whole number from 1 to %d, not %g", n / 2, p);
+    if (!(p >= 0 && p <= n / 2 && p == (int)p)) {
+        snprintf(err, err_len, "the number of products must be a whole number from 0 to %d, not %g", n / 2, p);
         return -1;
     }
     if (!(act == ACT_NONE || act == ACT_TANH || act == ACT_SIGMOID)) {
         snprintf(err, err_len, "the activation must be 0 (none), 1 (tanh) or 2 (sigmoid), not %g", act);
         return -1;
     }
-    int np = (int)p, rows = in[0][0], cols = in[1][1];
+    int np = (int)p, rows = in[0][0], cols = np ? in[1][1] : 0;
+    for (int i = 0; !np && i < n; i++) cols = in[i][1] > cols ? in[i][1] : cols;
     for (int i = 0; i < np; i++) {
         const int *a = in[2 * i], *x = in[2 * i + 1];
         if (a[1] != x[0]) {
@@ -91,6 +95,7 @@ static void affine_forward(tg_tensor *out)
 {
     const int np = (int)out->attr[0], m = out->rows, n = out->cols;
     tg_real *restrict y = out->val;
+    if (!np) memset(y, 0, tg_numel(out) * sizeof *y);
     for (int i = 0; i < np; i++) {
         const tg_tensor *a = out->in[2 * i], *x = out->in[2 * i + 1];
         tg_mm_forward(out->op->ctx, m, n, a->cols, a->val, x->val, y, i > 0);
@@ -161,7 +166,7 @@ const tg_builtin_op tg_op_affine = {
     .backward = affine_backward,
     .backward_scratch = affine_backward_scratch,
     .test = {
-        .n_cases = 4,
+        .n_cases = 5,
         .cases = {
             /* an Elman cell: U x + W h + b, tanh */
             {.n_in = 5, .shape = {{3, 2}, {2, 4}, {3, 3}, {3, 4}, {3, 1}}, .attrs = {2, ACT_TANH}},
@@ -171,6 +176,8 @@ const tg_builtin_op tg_op_affine = {
             {.n_in = 4, .shape = {{2, 3}, {3, 3}, {2, 3}, {2, 1}}, .attrs = {1, ACT_NONE}},
             /* large enough for gemm, no terms */
             {.n_in = 4, .shape = {{6, 3}, {3, 5}, {6, 4}, {4, 5}}, .attrs = {2, ACT_TANH}},
+            /* no products: a sum of terms under a sigmoid, bias first */
+            {.n_in = 3, .shape = {{3, 1}, {3, 4}, {3, 4}}, .attrs = {0, ACT_SIGMOID}},
         },
         .tol = 1e-3,
     },

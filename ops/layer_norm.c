@@ -4,8 +4,16 @@
  * entries and their buffers per use (a mean is a matmul by ones); fused, the
  * statistics are taken in double and backward is the closed form below.
  *
- * Attribute: eps, added to the variance (the biased one, 1/n, as torch). */
+ * Attribute: eps, added to the variance (the biased one, 1/n, as torch).
+ *
+ * layer_norm_act is the same followed by an activation, attributes eps and
+ * the activation (0 none, 1 tanh, 2 sigmoid, as affine's): the model
+ * compiler fuses sigmoid(layer_norm(..)) into it (models/fuse.c), so that a
+ * layer-normalised gate keeps one value instead of two.  Backward forms
+ * dy act'(y) from y, element by element, as the tanh and sigmoid ops do. */
 #include "ops_real.h"
+
+enum { ACT_NONE, ACT_TANH, ACT_SIGMOID };
 
 static int layer_norm_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err,
                             size_t err_len)
@@ -29,9 +37,19 @@ static int layer_norm_shape(int n, const int (*in)[2], const double *attrs, int 
 /* scratch: xhat [n, B], then 1/sigma [B] */
 static size_t layer_norm_scratch(const tg_tensor *out) { return tg_numel(out) + (size_t)out->cols; }
 
+static int layer_norm_act_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err,
+                                size_t err_len)
+{
+    if (attrs && !(attrs[1] == ACT_NONE || attrs[1] == ACT_TANH || attrs[1] == ACT_SIGMOID)) {
+        snprintf(err, err_len, "the activation must be 0 (none), 1 (tanh) or 2 (sigmoid), not %g", attrs[1]);
+        return -1;
+    }
+    return layer_norm_shape(n, in, attrs, out, err, err_len);
+}
+
 /* mu_j = mean_i x_ij,  sigma_j = sqrt(mean_i (x_ij - mu_j)^2 + eps),
- * xhat = (x - mu) / sigma,  y = gain xhat + bias */
-static void layer_norm_forward(tg_tensor *out)
+ * xhat = (x - mu) / sigma,  y = act(gain xhat + bias) */
+static void layer_norm_forward(tg_tensor *out, int act)
 {
     const tg_tensor *x = out->in[0];
     const int n = x->rows, B = x->cols;
@@ -55,17 +73,30 @@ static void layer_norm_forward(tg_tensor *out)
             y[k] = gain[i] * xhat[k] + bias[i];
         }
     }
+    if (act == ACT_TANH) tg_tanh_inplace(y, tg_numel(out));
+    else if (act == ACT_SIGMOID) tg_sigmoid_inplace(y, tg_numel(out));
 }
 
-/* With dxhat = gain dy, per column:
+/* dy act'(y) at element k: the upstream gradient of gain xhat + bias */
+static inline tg_real pre_grad(int act, const tg_real *g, const tg_real *y, size_t k)
+{
+    switch (act) {
+    case ACT_TANH: return g[k] * (1 - y[k] * y[k]);
+    case ACT_SIGMOID: return g[k] * y[k] * (1 - y[k]);
+    default: return g[k];
+    }
+}
+
+/* With dz = dy act'(y) (dy without an activation) and dxhat = gain dz, per
+ * column:
  *   dx += (1/sigma) (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),
- *   dgain += sum_j dy xhat,  dbias += sum_j dy.
+ *   dgain += sum_j dz xhat,  dbias += sum_j dz.
  * Gradients are only added to, never read, so x and gain may be one tensor. */
-static void layer_norm_backward(tg_tensor *out)
+static void layer_norm_backward(tg_tensor *out, int act)
 {
     tg_tensor *x = out->in[0], *gt = out->in[1], *bt = out->in[2];
     const int n = x->rows, B = x->cols;
-    const tg_real *restrict g = out->grad, *restrict gain = gt->val;
+    const tg_real *restrict dy = out->grad, *restrict y = out->val, *restrict gain = gt->val;
     const tg_real *restrict xhat = out->scratch, *restrict rstd = out->scratch + tg_numel(out);
     tg_real *dx = x->grad, *dgain = gt->grad, *dbias = bt->grad;
     if (dx)
@@ -73,14 +104,14 @@ static void layer_norm_backward(tg_tensor *out)
             double m1 = 0, m2 = 0;
             for (int i = 0; i < n; i++) {
                 size_t k = (size_t)i * B + j;
-                double d = (double)gain[i] * g[k];
+                double d = (double)gain[i] * pre_grad(act, dy, y, k);
                 m1 += d;
                 m2 += d * xhat[k];
             }
             m1 /= n, m2 /= n;
             for (int i = 0; i < n; i++) {
                 size_t k = (size_t)i * B + j;
-                dx[k] += (tg_real)(rstd[j] * ((double)gain[i] * g[k] - m1 - xhat[k] * m2));
+                dx[k] += (tg_real)(rstd[j] * ((double)gain[i] * pre_grad(act, dy, y, k) - m1 - xhat[k] * m2));
             }
         }
     if (dgain || dbias)
@@ -88,17 +119,25 @@ static void layer_norm_backward(tg_tensor *out)
             double sg = 0, sb = 0;
             for (int j = 0; j < B; j++) {
                 size_t k = (size_t)i * B + j;
-                sg += (double)g[k] * xhat[k];
-                sb += g[k];
+                tg_real d = pre_grad(act, dy, y, k);
+                sg += (double)d * xhat[k];
+                sb += d;
             }
             if (dgain) dgain[i] += (tg_real)sg;
             if (dbias) dbias[i] += (tg_real)sb;
         }
 }
 
+/* y = gain xhat + bias (above) */
+static void ln_forward(tg_tensor *out) { layer_norm_forward(out, ACT_NONE); }
+static void ln_backward(tg_tensor *out) { layer_norm_backward(out, ACT_NONE); }
+/* y = act(gain xhat + bias) */
+static void ln_act_forward(tg_tensor *out) { layer_norm_forward(out, (int)out->attr[1]); }
+static void ln_act_backward(tg_tensor *out) { layer_norm_backward(out, (int)out->attr[1]); }
+
 const tg_builtin_op tg_op_layer_norm = {
     .name = "layer_norm", .arity = 3, .n_attrs = 1, .differentiable = true,
-    .shape = layer_norm_shape, .forward = layer_norm_forward, .backward = layer_norm_backward,
+    .shape = layer_norm_shape, .forward = ln_forward, .backward = ln_backward,
     .scratch = layer_norm_scratch,
     .test = {
         .n_cases = 4,
@@ -107,6 +146,21 @@ const tg_builtin_op tg_op_layer_norm = {
             {.n_in = 3, .shape = {{4, 1}, {4, 1}, {4, 1}}, .attrs = {1e-5}},
             {.n_in = 3, .shape = {{3, 4}, {3, 1}, {3, 1}}, .attrs = {0.5}},
             {.n_in = 3, .shape = {{1, 2}, {1, 1}, {1, 1}}, .attrs = {1e-3}}, /* n = 1: y = bias */
+        },
+        .lo = -2, .hi = 2, .tol = 1e-3,
+    },
+};
+
+const tg_builtin_op tg_op_layer_norm_act = {
+    .name = "layer_norm_act", .arity = 3, .n_attrs = 2, .differentiable = true,
+    .shape = layer_norm_act_shape, .forward = ln_act_forward, .backward = ln_act_backward,
+    .scratch = layer_norm_scratch,
+    .test = {
+        .n_cases = 3,
+        .cases = {
+            {.n_in = 3, .shape = {{5, 3}, {5, 1}, {5, 1}}, .attrs = {1e-5, ACT_SIGMOID}},
+            {.n_in = 3, .shape = {{4, 2}, {4, 1}, {4, 1}}, .attrs = {1e-5, ACT_TANH}},
+            {.n_in = 3, .shape = {{3, 1}, {3, 1}, {3, 1}}, .attrs = {0.1, ACT_NONE}},
         },
         .lo = -2, .hi = 2, .tol = 1e-3,
     },
