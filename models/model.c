@@ -459,17 +459,21 @@ static tg_status load(loader *L, const char *text, size_t len, const tg_dim *dim
             goto out;
         }
     }
-    if ((st = fill_constants(m, 0))) goto out;
     size_t total = 0;
-    for (int i = 0; i < m->n_vars[TG_ROLE_PARAM]; i++) {
-        const tgm_var *v = &m->vars[TG_ROLE_PARAM][i];
-        total += (size_t)v->rows * (size_t)(v->cols ? v->cols : 1);
-        if (total > TGM_MAX_TOTAL_PARAMS) {
-            st = tg_error(L->ctx, TG_ERR_LIMIT, "%s:%d:%d: the parameters up to '%s' hold more than the limit of %zu scalars",
-                          m->file, v->line, v->col, v->name, TGM_MAX_TOTAL_PARAMS);
-            goto out;
+    /* params and constants share the limit: both are held for the model's life */
+    for (int r = TG_ROLE_PARAM; r <= TGM_ROLE_CONST; r += TGM_ROLE_CONST - TG_ROLE_PARAM)
+        for (int i = 0; i < m->n_vars[r]; i++) {
+            const tgm_var *v = &m->vars[r][i];
+            total += (size_t)v->rows * (size_t)(v->cols ? v->cols : 1);
+            if (total > TGM_MAX_TOTAL_PARAMS) {
+                st = tg_error(L->ctx, TG_ERR_LIMIT,
+                              "%s:%d:%d: the %s up to '%s' hold more than the limit of %zu scalars", m->file, v->line,
+                              v->col, r == TG_ROLE_PARAM ? "parameters" : "parameters and constants", v->name,
+                              TGM_MAX_TOTAL_PARAMS);
+                goto out;
+            }
         }
-    }
+    if ((st = fill_constants(m, 0))) goto out;
     if (m->n_vars[TG_ROLE_INPUT] == 0) {
         node = tgm_map_get(d, root, "inputs", &k);
         st = node >= 0 ? tgm_err_node(d, node, TG_ERR_PARSE, "'inputs' must declare at least one input, e.g. x: [input]")
