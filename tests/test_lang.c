@@ -234,6 +234,20 @@ MT_TEST(lang, constants_are_not_parameters)
     lang_close(&L);
 }
 
+MT_TEST(lang, constants_share_the_limit_on_parameter_scalars)
+{
+    expect_parse_error("inputs: {x: [1]}\n"
+                       "params: {W: [8192, 8192]}\n"
+                       "constants:\n"
+                       "  a: {shape: [8192, 8192], init: normal(0, 1)}\n"
+                       "  b: [8192, 8192]\n"
+                       "  c: [8192, 8192]\n"
+                       "  d: [2]\n"
+                       "step:\n  - o = x\n",
+                       "bad.yaml:7:3: the parameters and constants up to 'd' hold more than the limit of "
+                       "268435456 scalars");
+}
+
 MT_TEST(lang, random_constants_need_init_params)
 {
     tg_ctx *ctx = tg_ctx_new(NULL);
