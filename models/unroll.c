@@ -281,16 +281,16 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
         slots = K ? TABLE(K - 1) : base;
 #undef TABLE
     }
-    if (at_end && (m->n_final || m->loss_per_seq)) {
+    /* only a loss reads final equations (outputs are per step), and they may
+     * read targets: without targets there is nothing to run */
+    if (at_end && with_loss && m->loss_per_seq) {
         for (int i = 0; i < ns; i++) {
             const tgm_var *v = &m->vars[TG_ROLE_STATE][i];
             if (v->final_slot >= 0) slots[v->final_slot] = state[i];
         }
         if ((st = run(m, tape, m->final, m->n_final, slots, T - 1, B))) return st;
-        if (with_loss && m->loss_per_seq) {
-            if ((st = run(m, tape, loss_code, n_loss, slots, T - 1, B))) return st;
-            if ((st = add_loss(m, tape, &loss, slots[m->loss_slot], T - 1))) return st;
-        }
+        if ((st = run(m, tape, loss_code, n_loss, slots, T - 1, B))) return st;
+        if ((st = add_loss(m, tape, &loss, slots[m->loss_slot], T - 1))) return st;
     }
     u->loss = loss;
     u->outputs = outs;

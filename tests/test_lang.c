@@ -563,6 +563,14 @@ MT_TEST(lang, run_prints_a_target_per_sequence)
     cr_expect_eq(r.code, 0, "%s", r.err);
     cr_expect_str_eq(r.out, "step 1  h = 1   (y = [1, 0])\nstep 2  h = 3   (y = [1, 0])\nloss 13\n");
     mt_result_free(&r);
+    /* without the target, the final equations (which read it) do not run */
+    f = fopen(data, "w");
+    fputs("x: [1, 2]\n", f);
+    fclose(f);
+    r = mt_tool(args);
+    cr_expect_eq(r.code, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "step 1  h = 1\nstep 2  h = 3\n");
+    mt_result_free(&r);
     unlink(model);
     unlink(data);
     rmdir(dir);
