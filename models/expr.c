@@ -10,7 +10,13 @@
  *   unary    := ('-' | '+') unary | primary
  *   primary  := NUMBER | NAME | NAME '(' [expr (',' expr)*] ')' | '(' expr ')'
  *
- * Numbers fold: `1 - z` becomes scale(z, -1, 1), `2 * x` scale(x, 2, 0). */
+ * Numbers fold: `1 - z` becomes scale(z, -1, 1), `2 * x` scale(x, 2, 0);
+ * where a tensor is needed (`1 / tau`, `max(h, 0)`) a number becomes a 1x1
+ * constant slot.  Each value carries what it depends on (forward or
+ * reverse states, anything per step, final equations), which orders a
+ * bidirectional step into its sweeps and keeps per-step values out of
+ * `final`.  A state has two slots: h(t-1) (reverse: h(t+1)), read before
+ * its equation, and h(t), which the equation writes. */
 #include "tg_model_internal.h"
 #include <math.h>
 #include <stdio.h>
