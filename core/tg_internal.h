@@ -85,7 +85,7 @@ typedef void (*tg_kernel_fn)(tg_tensor *out);
 /* How the op-table test exercises an op: random inputs of these shapes,
  * values drawn from [lo, hi] but never within `kink` of a point where the op
  * is not differentiable. */
-#define TG_TEST_MAX_IN 6
+#define TG_TEST_MAX_IN 8
 #define TG_TEST_MAX_CASES 6
 typedef struct tg_op_test_case {
     int n_in;

@@ -15,10 +15,11 @@
  *   f = sigmoid(layer_norm(Wx @ x, ..) + layer_norm(Wh @ h, ..) + b)
  *     -> matmul, layer_norm, matmul, layer_norm, affine(ln1, ln2, b; 0, sigmoid)
  *
- * and an activation of a layer_norm becomes one layer_norm_act entry:
+ * and a layer_norm of such a sum, with the activation applied to it, becomes
+ * one layer_norm_act entry:
  *
  *   u = sigmoid(layer_norm(Wx @ x + Wh @ h + b, g, c, eps))
- *     -> affine(Wx, x, Wh, h, b; 2, none), layer_norm_act(.., g, c; eps, sigmoid)
+ *     -> layer_norm_act(Wx, x, Wh, h, b, g, c; 2 products, eps, sigmoid)
  *
  * Nothing else is fused into or out of other ops: a div or a where between
  * a sum and its activation ends the plan there.
@@ -44,8 +45,9 @@ typedef struct fz {
     int terms_only;     /* planning a sum of terms only: absorb adds, not matmuls */
     struct plan {
         int n_pairs, n_terms, act, first; /* first: earliest absorbed instruction */
-        int ln;         /* a layer_norm_act of the terms x, gain, bias */
-        double eps;     /* its eps */
+        int ln;         /* a layer_norm_act: the sum normalised with gain and bias */
+        int gain, bias; /* its slots */
+        double eps;
         int *in;        /* pairs, then terms; TGM_MAX_ARGS slots */
     } *plan;            /* per instruction; n_pairs and n_terms 0: none */
 } fz;
@@ -157,6 +159,14 @@ static void plan_sum(fz *f, int i)
     if (!ok) pl->n_pairs = pl->n_terms = 0;
 }
 
+/* A layer_norm plan's gain and bias keep their values from the plan's
+ * first instruction (or the layer_norm at p) to i. */
+static int ln_params_kept(const fz *f, const struct plan *pl, int p, int i)
+{
+    int lo = pl->first < p ? pl->first : p;
+    return !written_between(f, pl->gain, lo, i) && !written_between(f, pl->bias, lo, i);
+}
+
 /* The activation at i of the sum an absorbable add holds, as a plan of
  * terms only (the add's own plan found no products it could take). */
 static void plan_terms(fz *f, int i, int act)
@@ -196,7 +206,7 @@ static tg_status rewrite(fz *f, const tgm_instr *code, int n, tgm_instr **out, i
         else if (is_op(f, k, TG_OP_TANH) || is_op(f, k, TG_OP_SIGMOID)) {
             int act = is_op(f, k, TG_OP_TANH) ? ACT_TANH : ACT_SIGMOID;
             int p = absorbable(f, k->in[0], i);
-            if (p >= 0 && f->plan[p].n_pairs && f->plan[p].act == ACT_NONE &&
+            if (p >= 0 && f->plan[p].n_pairs && f->plan[p].act == ACT_NONE && !f->plan[p].ln &&
                 plan_ok(f, &f->plan[p], i, k->rows, k->cols)) {
                 /* the sum was fused already: hand its plan to the activation */
                 struct plan tmp = f->plan[i];
@@ -211,18 +221,48 @@ static tg_status rewrite(fz *f, const tgm_instr *code, int n, tgm_instr **out, i
             } else if (p >= 0 && is_op(f, &code[p], TG_OP_ADD) && !f->plan[p].n_pairs) {
                 plan_terms(f, i, act);
             } else if (p >= 0 && is_op(f, &code[p], TG_OP_LAYER_NORM)) {
-                /* its inputs keep their values until the activation reads them */
                 struct plan *pl = &f->plan[i];
-                int ok = 1;
-                for (int j = 0; j < 3; j++) ok &= !written_between(f, code[p].in[j], p, i);
-                if (ok) {
-                    for (int j = 0; j < 3; j++) pl->in[j] = code[p].in[j];
-                    pl->n_terms = 3;
-                    pl->ln = 1;
-                    pl->eps = code[p].attrs[0];
-                    pl->act = act;
-                    f->absorbed[p] = 1;
+                if (f->plan[p].ln) { /* the normalised sum, fused already */
+                    if (plan_ok(f, &f->plan[p], i, k->rows, k->cols) && ln_params_kept(f, &f->plan[p], p, i)) {
+                        struct plan tmp = *pl;
+                        *pl = f->plan[p];
+                        f->plan[p] = tmp;
+                        pl->act = act;
+                        f->absorbed[p] = 1;
+                    }
+                } else {
+                    /* its inputs keep their values until the activation reads them */
+                    int ok = 1;
+                    for (int j = 0; j < 3; j++) ok &= !written_between(f, code[p].in[j], p, i);
+                    if (ok) {
+                        pl->in[0] = code[p].in[0];
+                        pl->n_terms = 1;
+                        pl->ln = 1;
+                        pl->gain = code[p].in[1];
+                        pl->bias = code[p].in[2];
+                        pl->eps = code[p].attrs[0];
+                        pl->act = act;
+                        pl->first = p;
+                        f->absorbed[p] = 1;
+                    }
                 }
+            }
+        } else if (is_op(f, k, TG_OP_LAYER_NORM)) {
+            /* the sum it normalises, fused already, moves into it */
+            int p = absorbable(f, k->in[0], i);
+            struct plan *pl = &f->plan[i];
+            if (p >= 0 && f->plan[p].n_pairs && f->plan[p].act == ACT_NONE && !f->plan[p].ln &&
+                2 * f->plan[p].n_pairs + f->plan[p].n_terms + 2 <= TGM_MAX_ARGS &&
+                plan_ok(f, &f->plan[p], i, k->rows, k->cols) && !written_between(f, k->in[1], p, i) &&
+                !written_between(f, k->in[2], p, i)) {
+                struct plan tmp = *pl;
+                *pl = f->plan[p];
+                f->plan[p] = tmp;
+                pl->ln = 1;
+                pl->gain = k->in[1];
+                pl->bias = k->in[2];
+                pl->eps = k->attrs[0];
+                f->absorbed[p] = 1;
             }
         }
     }
@@ -238,16 +278,20 @@ static tg_status rewrite(fz *f, const tgm_instr *code, int n, tgm_instr **out, i
         const struct plan *pl = &f->plan[i];
         if (pl->n_pairs || pl->n_terms) {
             int nin = 2 * pl->n_pairs + pl->n_terms;
-            int *in = tgm_palloc(&f->m->pool, (size_t)nin * sizeof *in);
+            int *in = tgm_palloc(&f->m->pool, (size_t)(nin + 2) * sizeof *in);
             if (!in) return TG_ERR_NOMEM;
             memcpy(in, pl->in, (size_t)nin * sizeof *in);
             if (pl->ln) {
+                in[nin] = pl->gain;
+                in[nin + 1] = pl->bias;
                 dst[j].op = tg_op_by_id(ctx, TG_OP_LAYER_NORM_ACT);
-                dst[j].n_in = 3;
+                dst[j].n_in = nin + 2;
                 dst[j].in = in;
-                dst[j].n_attrs = 2;
-                dst[j].attrs[0] = pl->eps;
-                dst[j].attrs[1] = pl->act;
+                dst[j].n_attrs = 3;
+                dst[j].attrs[0] = pl->n_pairs;
+                dst[j].attrs[1] = pl->eps;
+                dst[j].attrs[2] = pl->act;
+                if (nin + 2 > f->m->max_in) f->m->max_in = nin + 2;
                 j++;
                 continue;
             }
