@@ -7,6 +7,7 @@
 static int grad(const cli_cmd *cmd, int argc, char **argv)
 {
     cli_common o = {.seed = 1, .format = "text"};
+    int train = 0;
     const char *pos[1];
     const cli_opt opts[] = {
         CLI_OPT_DATA(&o, "the sequences (YAML: inputs and targets per step) (required)"),
@@ -14,6 +15,7 @@ static int grad(const cli_cmd *cmd, int argc, char **argv)
         CLI_OPT_FORMAT(&o),
         CLI_OPT_SEED(&o),
         CLI_OPT_DIM(&o),
+        {"train", CLI_FLAG, &train, NULL, "record as training does: dropout active, its masks drawn from --seed", 0, 0},
     };
     const cli_usage usage = {
         "MODEL --data DATA [--params PARAMS] [--format text|json] [options]",
@@ -28,6 +30,8 @@ static int grad(const cli_cmd *cmd, int argc, char **argv)
     if (!o.data) return cli_usage_error(cmd, "--data is required");
     cli_session s;
     if ((rc = cli_open(&s, &o))) return rc;
+    /* the masks continue the generator that drew the initial weights */
+    tg_tape_set_training(s.tape, train);
     tg_tensor *loss;
     if ((rc = cli_check_targets(&s)) == CLI_OK) {
         tg_params_zero_grad(s.params);

@@ -92,8 +92,9 @@ static int run(const cli_cmd *cmd, int argc, char **argv)
                     const char *name = tg_model_var(s.model, TG_ROLE_TARGET, i, &rows, NULL);
                     const tg_real *y = tg_dataset_values(s.data, q, TG_ROLE_TARGET, i);
                     if (!y) continue;
+                    int once = tg_model_var_flags(s.model, TG_ROLE_TARGET, i, NULL) & TG_VAR_PER_SEQUENCE;
                     printf("   (%s = ", name);
-                    cli_text_value(stdout, y + (size_t)k * (size_t)rows * (size_t)B, rows, B);
+                    cli_text_value(stdout, y + (once ? 0 : (size_t)k * (size_t)rows * (size_t)B), rows, B);
                     fputc(')', stdout);
                 }
                 if (json) fputc('}', stdout);

@@ -246,8 +246,19 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
     R.data.n_tg = R.n_tg;
     for (int i = 0; i < R.n_in; i++) tg_model_var(m, TG_ROLE_INPUT, i, &R.data.in_rows[i], NULL);
     for (int i = 0; i < R.n_tg; i++) tg_model_var(m, TG_ROLE_TARGET, i, &R.data.tg_rows[i], NULL);
+    for (int i = 0; i < R.n_in; i++) R.data.in_index[i] = tg_model_var_flags(m, TG_ROLE_INPUT, i, NULL) & TG_VAR_INDEX;
+    for (int i = 0; i < R.n_tg; i++) {
+        int f = tg_model_var_flags(m, TG_ROLE_TARGET, i, NULL);
+        R.data.tg_index[i] = f & TG_VAR_INDEX;
+        R.data.tg_once[i] = f & TG_VAR_PER_SEQUENCE;
+    }
     if (kind == TD_TEXT) {
-        if (R.n_in != 1 || R.n_tg != 1 || R.data.in_rows[0] != vocab.n || R.data.tg_rows[0] != vocab.n) {
+        /* one input and one target of size vocab, one-hot or an index into it */
+        int vi = 0, vt = 0;
+        if (R.n_in == 1 && R.data.in_index[0]) tg_model_var_flags(m, TG_ROLE_INPUT, 0, &vi);
+        if (R.n_tg == 1 && R.data.tg_index[0]) tg_model_var_flags(m, TG_ROLE_TARGET, 0, &vt);
+        if (R.n_in != 1 || R.n_tg != 1 || (vi ? vi : R.data.in_rows[0]) != vocab.n ||
+            (vt ? vt : R.data.tg_rows[0]) != vocab.n || (R.n_tg == 1 && R.data.tg_once[0])) {
             ts_close(resume);
             return fail(&R, CLI_BAD_INPUT, "%s: a character model has one input and one target of size vocab "
                         "(%d here); this one has %d inputs and %d targets", o.c.model, vocab.n, R.n_in, R.n_tg);
@@ -265,6 +276,14 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
     int T_max = R.plan.max_steps;
     int K = o.bptt > 0 && o.bptt < T_max ? o.bptt : T_max; /* the longest chunk */
     int B = o.batch;
+    /* a reverse sweep starts at the end of a sequence: no chunks */
+    for (int i = 0; i < R.n_st && K < T_max; i++)
+        if (tg_model_var_flags(m, TG_ROLE_STATE, i, NULL) & TG_VAR_REVERSE) {
+            ts_close(resume);
+            return fail(&R, CLI_USAGE, "--bptt %d: state '%s' of %s runs in reverse, so the model trains on whole "
+                        "sequences (no truncated BPTT)", K, tg_model_var(m, TG_ROLE_STATE, i, NULL, NULL),
+                        tg_model_name(m));
+        }
 
     /* the optimizer: settings from the checkpoint, then the command line */
     tg_optim_opts oo = resume ? saved_opts
@@ -387,6 +406,7 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
 
     tg_tape *tape = R.s.tape;
     tg_tape_keep_grads(tape, 0); /* training reads parameter gradients only */
+    tg_tape_set_training(tape, 1); /* dropout is active; its masks continue the seeded generator */
     double t_start = now(), t_shown = 0, base_seconds = pos.seconds;
     uint64_t step0 = pos.step;
     double last_epoch_loss = NAN, first_epoch_loss = NAN;

@@ -503,14 +503,18 @@ void td_fill(const td_plan *p, const td_set *s, int k, int t0, int steps, tg_rea
         /* column j reads the j-th stretch of L characters; one-hot rows */
         int B = p->batch, V = s->vocab.n;
         size_t L = (size_t)p->max_steps;
-        memset(in[0], 0, (size_t)steps * (size_t)V * (size_t)B * sizeof(tg_real));
-        memset(tg[0], 0, (size_t)steps * (size_t)V * (size_t)B * sizeof(tg_real));
+        /* an index variable takes the character's index, [1, B] a step */
+        int Vi = s->in_index[0] ? 1 : V, Vt = s->tg_index[0] ? 1 : V;
+        memset(in[0], 0, (size_t)steps * (size_t)Vi * (size_t)B * sizeof(tg_real));
+        memset(tg[0], 0, (size_t)steps * (size_t)Vt * (size_t)B * sizeof(tg_real));
         for (int t = 0; t < steps; t++)
             for (int j = 0; j < B; j++) {
                 size_t pos = (size_t)j * L + (size_t)(t0 + t);
-                size_t blk = (size_t)t * (size_t)V * (size_t)B;
-                in[0][blk + (size_t)s->sym[pos] * (size_t)B + (size_t)j] = 1;
-                tg[0][blk + (size_t)s->sym[pos + 1] * (size_t)B + (size_t)j] = 1;
+                int a = s->sym[pos], b = s->sym[pos + 1];
+                if (s->in_index[0]) in[0][(size_t)t * B + (size_t)j] = (tg_real)a;
+                else in[0][((size_t)t * V + (size_t)a) * (size_t)B + (size_t)j] = 1;
+                if (s->tg_index[0]) tg[0][(size_t)t * B + (size_t)j] = (tg_real)b;
+                else tg[0][((size_t)t * V + (size_t)b) * (size_t)B + (size_t)j] = 1;
             }
         return;
     }
@@ -524,7 +528,8 @@ void td_fill(const td_plan *p, const td_set *s, int k, int t0, int steps, tg_rea
             const tg_real *src = v < s->n_in ? s->seq_in[it->seq * s->n_in + v]
                                              : s->seq_tg[it->seq * s->n_tg + v - s->n_in];
             tg_real *dst = v < s->n_in ? in[v] : tg[v - s->n_in];
-            for (int t = 0; t < T; t++)
+            int once = v >= s->n_in && s->tg_once[v - s->n_in]; /* one block, not one per step */
+            for (int t = 0; t < (once ? 1 : T); t++)
                 for (int r = 0; r < rows; r++)
                     dst[((size_t)t * (size_t)rows + (size_t)r) * (size_t)B + (size_t)j] =
                         src[((size_t)t * (size_t)rows + (size_t)r) * (size_t)b + (size_t)it->col];

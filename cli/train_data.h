@@ -27,6 +27,8 @@ typedef struct td_set {
     const char *path;         /* borrowed */
     int n_in, n_tg;           /* the model's inputs and targets */
     int in_rows[256], tg_rows[256];
+    int in_index[256], tg_index[256];  /* an index variable (`index: vocab`): text is fed as indices */
+    int tg_once[256];                  /* a target given once per sequence (`per: sequence`) */
     /* TD_SEQS: sequences, from a tg_data or from CSV buffers */
     tg_dataset *yaml;            /* owned, or NULL */
     int n_seq;

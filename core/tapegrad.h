@@ -449,6 +449,13 @@ TG_API const char *tg_model_name(const tg_model *m);
 TG_API int tg_model_count(const tg_model *m, tg_model_role role);
 TG_API const char *tg_model_var(const tg_model *m, tg_model_role role, int i, int *rows, int *cols);
 TG_API int tg_model_has_loss(const tg_model *m);
+/* How a variable is given (models/README.md): TG_VAR_PER_SEQUENCE for a
+ * target declared `per: sequence` (tg_dataset_values holds one [rows, B]
+ * block, not one per step), TG_VAR_REVERSE for a state declared `direction:
+ * reverse`, TG_VAR_INDEX for an input or target declared `index: vocab`
+ * (rows 1, integers 0..vocab-1; *vocab gets it, else 0; vocab may be NULL). */
+enum { TG_VAR_PER_SEQUENCE = 1, TG_VAR_REVERSE = 2, TG_VAR_INDEX = 4 };
+TG_API int tg_model_var_flags(const tg_model *m, tg_model_role role, int i, int *vocab);
 
 /* Adds every declared parameter to ps (one already there with the same shape
  * is reused) and sets it by its `init`; random inits draw from the context's

@@ -17,13 +17,14 @@ struct tg_dataset {
     tg_ctx *ctx;
     int n_in, n_tg;        /* the model's inputs and targets */
     int *rows;             /* per variable */
+    int *per_seq;          /* per variable: one value per sequence, not per step */
     int n_seq;
     tgm_seq *seq;
 };
 
 static size_t var_bytes(const tg_dataset *d, const tgm_seq *s, int v)
 {
-    return (size_t)s->steps * (size_t)d->rows[v] * (size_t)s->batch * sizeof(tg_real);
+    return (size_t)(d->per_seq[v] ? 1 : s->steps) * (size_t)d->rows[v] * (size_t)s->batch * sizeof(tg_real);
 }
 
 void tg_dataset_free(tg_dataset *d)
@@ -38,7 +39,7 @@ void tg_dataset_free(tg_dataset *d)
         tg_free(ctx, d->seq[i].vals, (size_t)nv * sizeof(tg_real *));
     }
     tg_free(ctx, d->seq, (size_t)(d->n_seq ? d->n_seq : 1) * sizeof *d->seq);
-    tg_free(ctx, d->rows, (size_t)(nv ? nv : 1) * sizeof *d->rows);
+    tg_free(ctx, d->rows, 2 * (size_t)(nv ? nv : 1) * sizeof *d->rows);
     tg_free(ctx, d, sizeof *d);
 }
 
@@ -51,7 +52,8 @@ static tg_dataset *data_new(tg_ctx *ctx, const tg_model *m, int n_seq)
     d->n_in = m->n_vars[TG_ROLE_INPUT];
     d->n_tg = m->n_vars[TG_ROLE_TARGET];
     int nv = d->n_in + d->n_tg;
-    d->rows = tg_alloc(ctx, (size_t)(nv ? nv : 1) * sizeof *d->rows);
+    d->rows = tg_alloc(ctx, 2 * (size_t)(nv ? nv : 1) * sizeof *d->rows);
+    if (d->rows) d->per_seq = d->rows + (nv ? nv : 1);
     d->seq = tg_alloc(ctx, (size_t)(n_seq ? n_seq : 1) * sizeof *d->seq);
     if (!d->rows || !d->seq) {
         tg_dataset_free(d);
@@ -59,8 +61,11 @@ static tg_dataset *data_new(tg_ctx *ctx, const tg_model *m, int n_seq)
     }
     memset(d->seq, 0, (size_t)(n_seq ? n_seq : 1) * sizeof *d->seq);
     d->n_seq = n_seq;
-    for (int v = 0; v < nv; v++)
-        d->rows[v] = v < d->n_in ? m->vars[TG_ROLE_INPUT][v].rows : m->vars[TG_ROLE_TARGET][v - d->n_in].rows;
+    for (int v = 0; v < nv; v++) {
+        const tgm_var *var = v < d->n_in ? &m->vars[TG_ROLE_INPUT][v] : &m->vars[TG_ROLE_TARGET][v - d->n_in];
+        d->rows[v] = var->rows;
+        d->per_seq[v] = var->per_seq;
+    }
     for (int i = 0; i < n_seq; i++) {
         d->seq[i].vals = tg_alloc(ctx, (size_t)(nv ? nv : 1) * sizeof(tg_real *));
         if (!d->seq[i].vals) {
@@ -73,18 +78,25 @@ static tg_dataset *data_new(tg_ctx *ctx, const tg_model *m, int n_seq)
 }
 
 /* ---- data files ----------------------------------------------------------------- */
-static tg_status step_number(const tgm_ydoc *y, int node, const char *what, int t, tg_real *out)
+/* pre names the value in messages: "'x' step 3", or "'y'" for a value per
+ * sequence.  vocab > 0: an index variable, whose numbers are integers
+ * 0..vocab-1. */
+static tg_status step_number(const tgm_ydoc *y, int node, const char *pre, int vocab, tg_real *out)
 {
     double v;
     const tgm_ynode *n = tgm_node(y, node);
     if (n->kind != TGM_Y_SCALAR || tgm_parse_number(tgm_str(y, node), &v))
-        return tgm_err_node(y, node, TG_ERR_PARSE, "'%s' step %d: expected a number, got %s%.40s%s", what, t + 1,
+        return tgm_err_node(y, node, TG_ERR_PARSE, "%s: expected a%s, got %s%.40s%s", pre,
+                            vocab ? "n index" : " number",
                             n->kind == TGM_Y_SCALAR && !tgm_is_null(y, node) ? "'" : "",
                             n->kind == TGM_Y_SCALAR && !tgm_is_null(y, node) ? tgm_str(y, node) : tgm_kind_name(y, node),
                             n->kind == TGM_Y_SCALAR && !tgm_is_null(y, node) ? "'" : "");
     if (!tgm_fits_real(v))
-        return tgm_err_node(y, node, TG_ERR_PARSE, "'%s' step %d: '%.40s' is out of range for %s (largest %g)", what,
-                            t + 1, tgm_str(y, node), TG_REAL_NAME, TGM_REAL_MAX);
+        return tgm_err_node(y, node, TG_ERR_PARSE, "%s: '%.40s' is out of range for %s (largest %g)", pre,
+                            tgm_str(y, node), TG_REAL_NAME, TGM_REAL_MAX);
+    if (vocab && (v != floor(v) || v < 0 || v >= vocab))
+        return tgm_err_node(y, node, TG_ERR_PARSE, "%s: '%.40s' is not an index from 0 to %d (vocab %d)", pre,
+                            tgm_str(y, node), vocab - 1, vocab);
     if (out) *out = (tg_real)v;
     return TG_OK;
 }
@@ -103,17 +115,17 @@ static int step_batch(const tgm_ydoc *y, int node, int rows)
 
 /* Step t of variable `what` ([rows], batch B) into out[rows * B], or only
  * checked if out is NULL. */
-static tg_status read_step(const tgm_ydoc *y, int node, const char *what, int t, int rows, int B, tg_real *out)
+static tg_status read_step(const tgm_ydoc *y, int node, const char *pre, int vocab, int rows, int B, tg_real *out)
 {
     const tgm_ynode *n = tgm_node(y, node);
     if (n->kind == TGM_Y_SCALAR) {
         if (rows * B != 1)
-            return tgm_err_node(y, node, TG_ERR_SHAPE, "'%s' step %d: expected %d numbers (one column of [%d]), got one",
-                                what, t + 1, rows, rows);
-        return step_number(y, node, what, t, out);
+            return tgm_err_node(y, node, TG_ERR_SHAPE, "%s: expected %d numbers (one column of [%d]), got one",
+                                pre, rows, rows);
+        return step_number(y, node, pre, vocab, out);
     }
     if (n->kind != TGM_Y_SEQ)
-        return tgm_err_node(y, node, TG_ERR_PARSE, "'%s' step %d: expected a list of numbers, got %s", what, t + 1,
+        return tgm_err_node(y, node, TG_ERR_PARSE, "%s: expected a list of numbers, got %s", pre,
                             tgm_kind_name(y, node));
     int nested = n->first >= 0 && tgm_node(y, n->first)->kind == TGM_Y_SEQ;
     tg_status st;
@@ -122,31 +134,31 @@ static tg_status read_step(const tgm_ydoc *y, int node, const char *what, int t,
         int want = rows == 1 ? B : rows;
         if (rows > 1 && B != 1)
             return tgm_err_node(y, node, TG_ERR_SHAPE,
-                                "'%s' step %d: expected %d rows of %d columns (the batch), got a flat list", what, t + 1,
+                                "%s: expected %d rows of %d columns (the batch), got a flat list", pre,
                                 rows, B);
         if (n->count != want)
-            return tgm_err_node(y, node, TG_ERR_SHAPE, "'%s' step %d: expected %d number%s, got %d", what, t + 1, want,
+            return tgm_err_node(y, node, TG_ERR_SHAPE, "%s: expected %d number%s, got %d", pre, want,
                                 want == 1 ? "" : "s", n->count);
         int k = 0;
         for (int e = n->first; e >= 0; e = tgm_node(y, e)->next, k++)
-            if ((st = step_number(y, e, what, t, out ? &out[k] : NULL))) return st;
+            if ((st = step_number(y, e, pre, vocab, out ? &out[k] : NULL))) return st;
         return TG_OK;
     }
     if (n->count != rows)
-        return tgm_err_node(y, node, TG_ERR_SHAPE, "'%s' step %d: expected %d row%s, got %d", what, t + 1, rows,
+        return tgm_err_node(y, node, TG_ERR_SHAPE, "%s: expected %d row%s, got %d", pre, rows,
                             rows == 1 ? "" : "s", n->count);
     int r = 0;
     for (int e = n->first; e >= 0; e = tgm_node(y, e)->next, r++) {
         const tgm_ynode *row = tgm_node(y, e);
         if (row->kind != TGM_Y_SEQ)
-            return tgm_err_node(y, e, TG_ERR_PARSE, "'%s' step %d row %d: expected a list of %d numbers, got %s", what,
-                                t + 1, r + 1, B, tgm_kind_name(y, e));
+            return tgm_err_node(y, e, TG_ERR_PARSE, "%s row %d: expected a list of %d numbers, got %s", pre,
+                                r + 1, B, tgm_kind_name(y, e));
         if (row->count != B)
-            return tgm_err_node(y, e, TG_ERR_SHAPE, "'%s' step %d row %d: expected %d number%s (the batch), got %d",
-                                what, t + 1, r + 1, B, B == 1 ? "" : "s", row->count);
+            return tgm_err_node(y, e, TG_ERR_SHAPE, "%s row %d: expected %d number%s (the batch), got %d",
+                                pre, r + 1, B, B == 1 ? "" : "s", row->count);
         int k = 0;
         for (int x = row->first; x >= 0; x = tgm_node(y, x)->next, k++)
-            if ((st = step_number(y, x, what, t, out ? &out[(size_t)r * (size_t)B + (size_t)k] : NULL))) return st;
+            if ((st = step_number(y, x, pre, vocab, out ? &out[(size_t)r * (size_t)B + (size_t)k] : NULL))) return st;
     }
     return TG_OK;
 }
@@ -187,6 +199,18 @@ static tg_status read_sequence(tg_dataset *D, const tg_model *m, const tgm_ydoc 
                 return tgm_err_node(y, map, TG_ERR_PARSE, "input '%s' is missing%s", names[v], where);
             continue; /* a target may be missing: run needs none */
         }
+        const tgm_var *var = v < D->n_in ? &m->vars[TG_ROLE_INPUT][v] : &m->vars[TG_ROLE_TARGET][v - D->n_in];
+        char pre[TGM_MAX_NAME + 32];
+        if (var->per_seq) {
+            /* one value for the whole sequence; the batch comes from the inputs, read first */
+            snprintf(pre, sizeof pre, "'%s' (one value per sequence)", names[v]);
+            tg_status st = read_step(y, node, pre, var->index, D->rows[v], s->batch, NULL);
+            if (st) return st;
+            if (!(s->vals[v] = tg_alloc(ctx, (size_t)D->rows[v] * (size_t)s->batch * sizeof(tg_real))))
+                return TG_ERR_NOMEM;
+            read_step(y, node, pre, var->index, D->rows[v], s->batch, s->vals[v]);
+            continue;
+        }
         const tgm_ynode *n = tgm_node(y, node);
         if (n->kind != TGM_Y_SEQ || n->count == 0)
             return tgm_err_node(y, node, TG_ERR_PARSE, "'%s' must be a non-empty list of steps, not %s", names[v],
@@ -208,7 +232,8 @@ static tg_status read_sequence(tg_dataset *D, const tg_model *m, const tgm_ydoc 
          * that is really there */
         int t = 0;
         for (int e = n->first; e >= 0; e = tgm_node(y, e)->next, t++) {
-            tg_status st = read_step(y, e, names[v], t, D->rows[v], s->batch, NULL);
+            snprintf(pre, sizeof pre, "'%s' step %d", names[v], t + 1);
+            tg_status st = read_step(y, e, pre, var->index, D->rows[v], s->batch, NULL);
             if (st) return st;
         }
         size_t per = (size_t)D->rows[v] * (size_t)s->batch;
@@ -217,7 +242,7 @@ static tg_status read_sequence(tg_dataset *D, const tg_model *m, const tgm_ydoc 
         s->vals[v] = buf;
         t = 0;
         for (int e = n->first; e >= 0; e = tgm_node(y, e)->next, t++)
-            read_step(y, e, names[v], t, D->rows[v], s->batch, buf + (size_t)t * per);
+            read_step(y, e, pre, var->index, D->rows[v], s->batch, buf + (size_t)t * per);
     }
     return TG_OK;
 }
@@ -300,13 +325,17 @@ tg_dataset *tg_dataset_random(tg_ctx *ctx, const tg_model *m, int steps, int bat
     s->batch = batch;
     tg_seed(ctx, seed);
     for (int v = 0; v < D->n_in + D->n_tg; v++) {
-        size_t n = (size_t)steps * (size_t)D->rows[v] * (size_t)batch;
+        const tgm_var *var = v < D->n_in ? &m->vars[TG_ROLE_INPUT][v] : &m->vars[TG_ROLE_TARGET][v - D->n_in];
+        size_t n = (size_t)(var->per_seq ? 1 : steps) * (size_t)D->rows[v] * (size_t)batch;
         if (!(s->vals[v] = tg_alloc(ctx, n * sizeof(tg_real)))) {
             tg_dataset_free(D);
             return NULL;
         }
-        for (size_t k = 0; k < n; k++)
-            s->vals[v][k] = (tg_real)(v < D->n_in ? 2 * tg_rand_uniform(ctx) - 1 : tg_rand_uniform(ctx));
+        for (size_t k = 0; k < n; k++) {
+            double u = tg_rand_uniform(ctx);
+            /* an index: uniform over the vocabulary */
+            s->vals[v][k] = (tg_real)(var->index ? floor(u * var->index) : v < D->n_in ? 2 * u - 1 : u);
+        }
     }
     return D;
 }

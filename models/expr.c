@@ -10,19 +10,37 @@
  *   unary    := ('-' | '+') unary | primary
  *   primary  := NUMBER | NAME | NAME '(' [expr (',' expr)*] ')' | '(' expr ')'
  *
- * Numbers fold: `1 - z` becomes scale(z, -1, 1), `2 * x` scale(x, 2, 0). */
+ * Numbers fold: `1 - z` becomes scale(z, -1, 1), `2 * x` scale(x, 2, 0);
+ * where a tensor is needed (`1 / tau`, `max(h, 0)`) a number becomes a 1x1
+ * constant slot.  Each value carries what it depends on (forward or
+ * reverse states, anything per step, final equations), which orders a
+ * bidirectional step into its sweeps and keeps per-step values out of
+ * `final`.  A state has two slots: h(t-1) (reverse: h(t+1)), read before
+ * its equation, and h(t), which the equation writes. */
 #include "tg_model_internal.h"
 #include <math.h>
 #include <stdio.h>
 
-enum { SYM_DIM, SYM_PARAM, SYM_INPUT, SYM_TARGET, SYM_STATE, SYM_EQ, SYM_CONST };
+enum { SYM_DIM, SYM_PARAM, SYM_INPUT, SYM_TARGET, SYM_STATE, SYM_EQ, SYM_CONST, SYM_FIXED, SYM_STEP_T };
 static const char *const sym_kind_name[] = {"a dim", "a param", "an input", "a target", "a state",
-                                            "an equation", "a constant"};
+                                            "an equation", "a constant", "a constant", "the step index"};
+
+/* What a value depends on, so the compiler can order a step with reverse
+ * states and keep per-step values out of `final`: */
+enum {
+    TT_FWD = 1,     /* a forward state */
+    TT_REV = 2,     /* a reverse state */
+    TT_STEP = 4,    /* anything that changes from step to step */
+    TT_FINAL = 8,   /* a final equation or final(h) */
+};
 
 typedef struct sym {
     const char *name;
     int kind;           /* SYM_* */
-    int slot;           /* tensors */
+    int slot;           /* tensors; a state's h(t-1) (reverse: h(t+1)) */
+    int cur;            /* a state's h(t) */
+    int taint;          /* TT_* */
+    tgm_var *var;       /* states */
     int rows, cols, ndim;
     double value;       /* SYM_DIM, SYM_CONST */
     int line;           /* declared or defined at */
@@ -36,6 +54,9 @@ typedef struct val {
     int slot;
     int rows, cols, ndim;
     int temp;           /* the slot is a fresh temporary written by the last instruction */
+    int taint;          /* TT_* */
+    int index;          /* an index variable as written: its vocabulary; else 0 */
+    const char *name;   /* that variable's name */
 } val;
 
 enum { T_END, T_NAME, T_NUM, T_PUNCT, T_BAD };
@@ -65,6 +86,10 @@ struct tgm_compiler {
     int syntax_only;    /* a first pass that only parses, so syntax errors come first */
     later_eq *later;    /* names every equation of the step defines, in order */
     int n_later, cur_eq;
+    int in_final;       /* compiling `final` */
+    int in_loss;        /* compiling the loss */
+    int eq_taint;       /* what the equation just compiled depends on */
+    int uses_t;
 };
 typedef struct tgm_compiler C;
 
@@ -295,6 +320,33 @@ static tg_status apply(C *c, const tg_op *op, int n, const val *v, int n_attrs, 
     out->ndim = all_1d_out(v, n, o[1]);
     out->cols = out->ndim == 1 ? 1 : o[1];
     out->temp = 1;
+    for (int i = 0; i < n; i++) out->taint |= v[i].taint;
+    return TG_OK;
+}
+
+/* A number where a tensor is needed: a 1x1 constant that broadcasts and has
+ * no gradient, one slot per distinct value. */
+static tg_status num_tensor(C *c, double x, size_t off, val *out)
+{
+    tg_model *m = c->m;
+    int found = -1;
+    for (int i = 0; i < m->n_cslots && found < 0; i++)
+        if (!m->cslots[i].var && m->cslots[i].value == (tg_real)x) found = i;
+    if (found < 0) {
+        if (!tgm_fits_real(x))
+            return err_at(c, off, TG_ERR_PARSE, "the number %g is out of range for %s (largest %g)", x,
+                          TG_REAL_NAME, TGM_REAL_MAX);
+        tgm_cslot *cs = tg_realloc(c->ctx, m->cslots, (size_t)m->n_cslots * sizeof *cs,
+                                   (size_t)(m->n_cslots + 1) * sizeof *cs);
+        if (!cs) return TG_ERR_NOMEM;
+        m->cslots = cs;
+        found = m->n_cslots++;
+        cs[found] = (tgm_cslot){.slot = new_slot(c), .rows = 1, .cols = 1, .var = NULL, .value = (tg_real)x};
+    }
+    memset(out, 0, sizeof *out);
+    out->slot = m->cslots[found].slot;
+    out->rows = out->cols = 1;
+    out->ndim = 2;
     return TG_OK;
 }
 
@@ -370,10 +422,64 @@ static tg_status name_value(C *c, size_t off, size_t len, val *out)
         out->c = s->value;
         return TG_OK;
     }
-    out->slot = s->slot;
+    if (c->in_final && (s->taint & TT_STEP)) {
+        if (s->kind == SYM_STATE)
+            return err_at(c, off, TG_ERR_PARSE,
+                          "'%s' is a state; a final equation reads its value at the end of its sweep as final(%s)",
+                          s->name, s->name);
+        return err_at(c, off, TG_ERR_PARSE,
+                      "'%s' is %s, a value per step; final equations read final(state), params, constants, "
+                      "dims, targets given per sequence and earlier final equations",
+                      s->name, sym_kind_name[s->kind]);
+    }
+    out->slot = s->kind == SYM_STATE && s->assigned_line ? s->cur : s->slot;
     out->rows = s->rows;
     out->cols = s->cols;
     out->ndim = s->ndim;
+    out->taint = s->taint;
+    if (s->var && (s->kind == SYM_INPUT || s->kind == SYM_TARGET) && s->var->index) {
+        out->index = s->var->index;
+        out->name = s->name;
+    }
+    if (s->kind == SYM_STEP_T) c->uses_t = 1;
+    return TG_OK;
+}
+
+/* final(h): a state's value at the end of its sweep. */
+static tg_status final_of(C *c, size_t off, val *out)
+{
+    char tb[64];
+    next(c); /* '(' */
+    if (c->syntax_only) {
+        size_t start;
+        val v;
+        tg_status st = expr(c, &v, &start);
+        if (st) return st;
+    } else {
+        sym *s = c->tok == T_NAME ? find_sym(c, c->src + c->tok_pos, c->tok_len) : NULL;
+        if (!c->in_final && !c->in_loss)
+            return err_at(c, off, TG_ERR_PARSE,
+                          "final(...) is read by 'final' equations and the loss, not in the step");
+        if (!s || s->kind != SYM_STATE)
+            return err_at(c, c->tok_pos, TG_ERR_PARSE, "final(...) takes the name of a state, got %s",
+                          tok_text(c, tb, sizeof tb));
+        tgm_var *v = s->var;
+        if (v->final_slot < 0) v->final_slot = new_slot(c);
+        memset(out, 0, sizeof *out);
+        out->slot = v->final_slot;
+        out->rows = v->rows;
+        out->cols = TGM_BATCH;
+        out->ndim = 2;
+        out->taint = TT_FINAL;
+        next(c);
+    }
+    if (!is_punct(c, ')'))
+        return err_at(c, c->tok_pos, TG_ERR_PARSE, "final(...) takes one state, got %s", tok_text(c, tb, sizeof tb));
+    next(c);
+    if (c->syntax_only) {
+        memset(out, 0, sizeof *out);
+        out->rows = out->cols = out->ndim = 1;
+    }
     return TG_OK;
 }
 
@@ -388,6 +494,7 @@ static tg_status call(C *c, size_t off, size_t len, val *out)
                           "rename the dim", name, name);
         return err_at(c, off, TG_ERR_PARSE, "'%s(...)': only numbers and dims may appear here", name);
     }
+    if (!strcmp(name, "final") && len == 5) return final_of(c, off, out);
     const tg_op *op = len <= TGM_MAX_NAME ? tg_op_lookup(c->ctx, name) : NULL;
     if (!op && !c->syntax_only) {
         int n = tg_op_count(c->ctx);
@@ -428,6 +535,24 @@ static tg_status call(C *c, size_t off, size_t len, val *out)
     c->depth--;
     if (c->syntax_only) return apply(c, NULL, 0, NULL, 0, NULL, off, NULL, out);
 
+    /* the language's spellings of ops with other names: sum(x, axis),
+     * mean(x, axis), and the cross-entropy against class indices */
+    if ((!strcmp(name, "sum") || !strcmp(name, "mean")) && n == 2 && !args[0].is_const && args[1].is_const) {
+        if (args[1].c != 0 && args[1].c != 1)
+            return err_at(c, arg_pos[1], TG_ERR_PARSE,
+                          "the axis of %s(x, axis) is 0 (over the rows of each column, giving [1, B]) or 1 "
+                          "(over the columns, giving [n, 1]), got %g", name, args[1].c);
+        op = tg_op_lookup(c->ctx, name[0] == 's' ? "sum_axis" : "mean_axis");
+    } else if (!strcmp(name, "softmax_cross_entropy") && n == 2 && args[1].index)
+        op = tg_op_lookup(c->ctx, "softmax_cross_entropy_index");
+    if (!op) return err_at(c, off, TG_ERR_PARSE, "unknown op '%s'", name);
+    /* an index into a vocabulary must fit the table it indexes */
+    if ((!strcmp(op->def.name, "embed") || !strcmp(op->def.name, "softmax_cross_entropy_index")) && n == 2 &&
+        args[1].index && !args[0].is_const && args[0].rows != args[1].index)
+        return err_at(c, arg_pos[0], TG_ERR_SHAPE, "%s(...): '%s' is an index into %d entries but %s has %d rows",
+                      name, args[1].name, args[1].index, !strcmp(op->def.name, "embed") ? "the table" : "the logits",
+                      args[0].rows);
+
     const tg_builtin_op *d = &op->def;
     int n_t = 0; /* tensor arguments: the fixed arity, or the leading tensors */
     if (d->arity >= 0) n_t = d->arity;
@@ -448,9 +573,11 @@ static tg_status call(C *c, size_t off, size_t len, val *out)
     }
     double attrs[TG_MAX_ATTRS];
     for (int i = 0; i < n; i++) {
-        if (i < n_t && args[i].is_const)
-            return err_at(c, arg_pos[i], TG_ERR_PARSE, "argument %d of '%s' must be a tensor, got the number %g",
-                          i + 1, name, args[i].c);
+        if (i < n_t && args[i].is_const) {
+            /* a number for a tensor argument: a constant 1x1 that broadcasts */
+            if ((st = num_tensor(c, args[i].c, arg_pos[i], &args[i]))) return st;
+            continue;
+        }
         if (i >= n_t && !args[i].is_const)
             return err_at(c, arg_pos[i], TG_ERR_PARSE,
                           "argument %d of '%s' must be a number (an attribute), got a tensor", i + 1, name);
@@ -546,12 +673,19 @@ static tg_status binary(C *c, char op, val *a, const val *b, size_t off)
         a->c = r;
         return TG_OK;
     }
-    if (op == '/') {
-        if (!b->is_const)
-            return err_at(c, off, TG_ERR_PARSE,
-                          "'/' divides by a number only (there is no elementwise division op)");
+    if (op == '/' && b->is_const) {
         if (b->c == 0) return err_at(c, off, TG_ERR_PARSE, "division by zero");
         return scale(c, a, 1 / b->c, 0, off, a);
+    }
+    if (op == '/') {
+        /* elementwise, broadcasting like '*'; a number on the left is a 1x1 constant */
+        const tg_op *div = tg_op_lookup(c->ctx, "div");
+        if (!div)
+            return err_at(c, off, TG_ERR_PARSE, "'/' between tensors needs the op 'div', which is not registered");
+        val v[2] = {*a, *b};
+        tg_status st;
+        if (v[0].is_const && (st = num_tensor(c, v[0].c, off, &v[0]))) return st;
+        return apply(c, div, 2, v, 0, NULL, off, sym_s, a);
     }
     if (a->is_const || b->is_const) {
         const val *t = a->is_const ? b : a;
@@ -732,27 +866,55 @@ done:
 /* ---- the step ------------------------------------------------------------------------------ */
 static tg_status declare_vars(C *c)
 {
-    static const int kinds[] = {SYM_PARAM, SYM_INPUT, SYM_TARGET, SYM_STATE};
+    static const int roles[] = {TG_ROLE_PARAM, TG_ROLE_INPUT, TG_ROLE_TARGET, TG_ROLE_STATE, TGM_ROLE_CONST};
+    static const int kinds[] = {SYM_PARAM, SYM_INPUT, SYM_TARGET, SYM_STATE, SYM_FIXED};
     tg_model *m = c->m;
-    if (add_dims(c)) return TG_ERR_NOMEM;
-    for (int r = 0; r < 4; r++) {
+    /* `t` first, so that a declared name of that spelling hides it */
+    sym *ts = add_sym(c, "t", SYM_STEP_T);
+    if (!ts || add_dims(c)) return TG_ERR_NOMEM;
+    for (int ri = 0; ri < 5; ri++) {
+        const int r = roles[ri];
         for (int i = 0; i < m->n_vars[r]; i++) {
             tgm_var *v = &m->vars[r][i];
-            sym *s = add_sym(c, v->name, kinds[r]);
+            sym *s = add_sym(c, v->name, kinds[ri]);
             if (!s) return TG_ERR_NOMEM;
             v->slot = new_slot(c);
+            v->final_slot = -1;
             s->slot = v->slot;
             s->line = v->line;
             s->rows = v->rows;
-            if (r == TG_ROLE_PARAM) {
+            s->var = v;
+            if (r == TG_ROLE_PARAM || r == TGM_ROLE_CONST) {
                 s->ndim = v->cols == 0 ? 1 : 2;
                 s->cols = v->cols == 0 ? 1 : v->cols;
             } else {
                 s->ndim = 2;
                 s->cols = TGM_BATCH;
             }
+            if (r == TG_ROLE_INPUT || (r == TG_ROLE_TARGET && !v->per_seq)) s->taint = TT_STEP;
+            if (r == TG_ROLE_STATE) {
+                s->cur = v->cur = new_slot(c);
+                s->taint = TT_STEP | (v->reverse ? TT_REV : TT_FWD);
+                m->n_reverse += v->reverse;
+            }
+            if (r == TGM_ROLE_CONST) {
+                tgm_cslot *cs = tg_realloc(c->ctx, m->cslots, (size_t)m->n_cslots * sizeof *cs,
+                                           (size_t)(m->n_cslots + 1) * sizeof *cs);
+                if (!cs) return TG_ERR_NOMEM;
+                m->cslots = cs;
+                cs[m->n_cslots++] = (tgm_cslot){.slot = v->slot, .rows = v->rows, .cols = v->cols ? v->cols : 1,
+                                                .var = v};
+            }
         }
     }
+    ts = find_sym(c, "t", 1);
+    if (ts->kind == SYM_STEP_T) {
+        ts->slot = m->t_slot = new_slot(c);
+        ts->rows = ts->cols = 1;
+        ts->ndim = 2;
+        ts->taint = TT_STEP;
+    }
+    m->first_temp = m->n_slots;
     return TG_OK;
 }
 
@@ -813,6 +975,9 @@ static tg_status equation_pass(C *c, int node)
     sym *target = find_sym(c, c->src + noff, nlen);
     int nline, ncol;
     tgm_locate(d, node, noff, &nline, &ncol);
+    if (target && c->in_final && target->kind == SYM_STATE)
+        return err_at(c, noff, TG_ERR_PARSE, "'%.*s' is a state (line %d); final equations cannot assign it",
+                      (int)nlen, c->src + noff, target->line);
     if (target && target->kind != SYM_STATE) {
         if (target->kind == SYM_EQ || target->kind == SYM_CONST)
             return err_at(c, noff, TG_ERR_PARSE, "'%.*s' is already defined at line %d", (int)nlen,
@@ -838,6 +1003,14 @@ static tg_status equation_pass(C *c, int node)
 
     if (target) { /* a state: the value goes into the state's own slot */
         char a[40], b[40];
+        int own = target->var->reverse ? TT_REV : TT_FWD, other = TT_FWD + TT_REV - own;
+        if (v.taint & other)
+            return err_at(c, start, TG_ERR_PARSE,
+                          "state '%s' runs %s but its equation reads a value of a %s state; only equations "
+                          "that assign no state may read both directions",
+                          target->name, own == TT_FWD ? "forward (t = 1..T)" : "in reverse (t = T..1)",
+                          own == TT_FWD ? "reverse" : "forward");
+        c->eq_taint = v.taint | own;
         if (v.is_const)
             return err_at(c, start, TG_ERR_SHAPE, "state '%s' must be assigned a tensor, not the number %g",
                           target->name, v.c);
@@ -845,12 +1018,12 @@ static tg_status equation_pass(C *c, int node)
             return err_at(c, start, TG_ERR_SHAPE, "state '%s' is %s but is assigned %s", target->name,
                           tgm_shape_str(a, sizeof a, target->rows, TGM_BATCH, 2),
                           tgm_shape_str(b, sizeof b, v.rows, v.cols, v.ndim));
-        if (v.temp) c->code[c->n_code - 1].out = target->slot;
+        if (v.temp) c->code[c->n_code - 1].out = target->cur;
         else {
             int in = v.slot;
             tgm_instr *k = emit(c, NULL, 1, &in, 0, NULL, start);
             if (!k) return TG_ERR_NOMEM;
-            k->out = target->slot;
+            k->out = target->cur;
             c->m->n_slots--; /* emit() took a slot it does not need */
         }
         target->assigned_line = nline;
@@ -859,6 +1032,8 @@ static tg_status equation_pass(C *c, int node)
     sym *s = add_sym(c, label, v.is_const ? SYM_CONST : SYM_EQ);
     if (!s) return TG_ERR_NOMEM;
     s->line = nline;
+    s->taint = v.taint | (c->in_final ? TT_FINAL : TT_STEP);
+    c->eq_taint = v.taint;
     if (v.is_const) {
         s->value = v.c;
         return TG_OK;
@@ -870,7 +1045,7 @@ static tg_status equation_pass(C *c, int node)
     if (!v.temp) {
         /* an alias; a state's slot changes when it is assigned, so copy it */
         for (int i = 0; i < c->n_syms; i++)
-            if (c->syms[i].kind == SYM_STATE && c->syms[i].slot == v.slot) {
+            if (c->syms[i].kind == SYM_STATE && (c->syms[i].slot == v.slot || c->syms[i].cur == v.slot)) {
                 int in = v.slot;
                 tgm_instr *k = emit(c, NULL, 1, &in, 0, NULL, start);
                 if (!k) return TG_ERR_NOMEM;
@@ -893,15 +1068,37 @@ static tg_status finish_code(C *c, tgm_instr **code, int *n)
 
 static int reads_target(const tg_model *m, const tgm_instr *code, int n)
 {
-    int lo = m->n_vars[TG_ROLE_PARAM] + m->n_vars[TG_ROLE_INPUT];
-    int hi = lo + m->n_vars[TG_ROLE_TARGET];
     for (int i = 0; i < n; i++)
         for (int k = 0; k < code[i].n_in; k++)
-            if (code[i].in[k] >= lo && code[i].in[k] < hi) return 1;
+            for (int j = 0; j < m->n_vars[TG_ROLE_TARGET]; j++)
+                if (code[i].in[k] == m->vars[TG_ROLE_TARGET][j].slot) return 1;
     return 0;
 }
 
-static tg_status compile(C *c, int step_node, int outputs_node, int loss_node)
+/* With reverse states the step runs in three sweeps: equations of forward
+ * states (and those that read no state), then those of reverse states,
+ * then those that read both.  A stable sort keeps each sweep in the order
+ * written, which respects every dependency: an equation only reads
+ * equations of its own sweep or an earlier one. */
+static tg_status order_phases(C *c, int *n_phase)
+{
+    tgm_instr *sorted = tg_alloc(c->ctx, (size_t)(c->n_code ? c->n_code : 1) * sizeof *sorted);
+    if (!sorted) return TG_ERR_NOMEM;
+    int k = 0;
+    for (int p = 0; p < 3; p++) {
+        n_phase[p] = 0;
+        for (int i = 0; i < c->n_code; i++)
+            if (c->code[i].phase == p) {
+                sorted[k++] = c->code[i];
+                n_phase[p]++;
+            }
+    }
+    if (c->n_code) memcpy(c->code, sorted, (size_t)c->n_code * sizeof *sorted);
+    tg_free(c->ctx, sorted, (size_t)(c->n_code ? c->n_code : 1) * sizeof *sorted);
+    return TG_OK;
+}
+
+static tg_status compile(C *c, int step_node, int final_node, int outputs_node, int loss_node)
 {
     tg_model *m = c->m;
     const tgm_ydoc *d = c->d;
@@ -927,7 +1124,11 @@ static tg_status compile(C *c, int step_node, int outputs_node, int loss_node)
     i = 0;
     for (int e = tgm_node(d, step_node)->first; e >= 0; e = tgm_node(d, e)->next, i++) {
         c->cur_eq = i;
+        int first = c->n_code;
+        c->eq_taint = 0;
         if ((st = equation(c, e))) return st;
+        int phase = !(c->eq_taint & TT_REV) ? TGM_PHASE_FWD : (c->eq_taint & TT_FWD) ? TGM_PHASE_BOTH : TGM_PHASE_REV;
+        for (int k = first; k < c->n_code; k++) c->code[k].phase = phase;
     }
     c->cur_eq = n_eq;
     for (int k = 0; k < c->n_syms; k++)
@@ -938,8 +1139,18 @@ static tg_status compile(C *c, int step_node, int outputs_node, int loss_node)
             return tg_error(c->ctx, TG_ERR_PARSE, "%s:%d:%d: state '%s' is never assigned in the step",
                             d->file, v ? v->line : 1, v ? v->col : 1, c->syms[k].name);
         }
+    if ((st = order_phases(c, m->n_phase))) return st;
     if ((st = finish_code(c, &m->step, &m->n_step))) return st;
     m->step_uses_targets = reads_target(m, m->step, m->n_step);
+
+    /* final equations, once per sequence after every sweep */
+    if (final_node >= 0) {
+        c->in_final = 1;
+        for (int e = tgm_node(d, final_node)->first; e >= 0; e = tgm_node(d, e)->next)
+            if ((st = equation(c, e))) return st;
+        c->in_final = 0;
+        if ((st = finish_code(c, &m->final, &m->n_final))) return st;
+    }
 
     /* outputs: names of tensors after the step */
     if (outputs_node >= 0) {
@@ -957,6 +1168,10 @@ static tg_status compile(C *c, int step_node, int outputs_node, int loss_node)
             if ((st = name_value(c, 0, strlen(nm), &v))) return st;
             if (v.is_const)
                 return tgm_err_node(d, e, TG_ERR_PARSE, "output '%s' is a number, not a tensor", nm);
+            if (v.taint & TT_FINAL)
+                return tgm_err_node(d, e, TG_ERR_PARSE,
+                                    "output '%s' is a final equation (once per sequence); outputs are values per step",
+                                    nm);
             for (int k = 0; k < m->n_outputs; k++)
                 if (!strcmp(m->outputs[k].name, nm))
                     return tgm_err_node(d, e, TG_ERR_PARSE, "output '%s' is listed twice", nm);
@@ -982,12 +1197,23 @@ static tg_status compile(C *c, int step_node, int outputs_node, int loss_node)
         val v;
         size_t start;
         c->syntax_only = 1;
+        c->in_loss = 1;
         begin(c, loss_node, "loss");
         st = whole_expr(c, &v, &start);
         c->syntax_only = 0;
         if (st) return st;
         begin(c, loss_node, "loss");
         if ((st = whole_expr(c, &v, &start))) return st;
+        c->in_loss = 0;
+        if ((v.taint & TT_FINAL) && (v.taint & TT_STEP))
+            return err_at(c, start, TG_ERR_PARSE,
+                          "the loss reads both values per step and final equations; a loss is either per step "
+                          "or, when it reads final equations, once per sequence");
+        m->loss_per_seq = (v.taint & TT_FINAL) != 0;
+        if (m->loss_per_seq && m->loss_at_last)
+            return tgm_err_node(d, loss_node, TG_ERR_PARSE,
+                                "'loss_at' applies to a loss per step; this loss reads final equations and is "
+                                "computed once per sequence");
         char a[40];
         if (v.is_const)
             return err_at(c, start, TG_ERR_SHAPE, "the loss must be a tensor, not the number %g", v.c);
@@ -1004,14 +1230,15 @@ static tg_status compile(C *c, int step_node, int outputs_node, int loss_node)
     return TG_OK;
 }
 
-tg_status tgm_compile(tg_model *m, const tgm_ydoc *d, int step_node, int outputs_node, int loss_node)
+tg_status tgm_compile(tg_model *m, const tgm_ydoc *d, int step_node, int final_node, int outputs_node, int loss_node)
 {
     C c;
     memset(&c, 0, sizeof c);
     c.m = m;
     c.d = d;
     c.ctx = d->ctx;
-    tg_status st = compile(&c, step_node, outputs_node, loss_node);
+    tg_status st = compile(&c, step_node, final_node, outputs_node, loss_node);
+    m->t_slot = c.uses_t ? m->t_slot : -1;
     if (!st) st = tgm_fuse(m);
     tg_free(c.ctx, c.syms, (size_t)c.cap_syms * sizeof *c.syms);
     tg_free(c.ctx, c.code, (size_t)c.cap_code * sizeof *c.code);

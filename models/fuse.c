@@ -356,7 +356,7 @@ tg_status tgm_fuse(tg_model *m)
     m->n_loss_each_op = m->n_loss;
     const int ns = m->n_slots, ni = m->n_step > m->n_loss ? m->n_step : m->n_loss;
     fz f = {.m = m};
-    for (int r = 0; r < 4; r++) f.first_temp += m->n_vars[r];
+    f.first_temp = m->first_temp;
     size_t ints = (size_t)(ns ? ns : 1);
     size_t ninstr = (size_t)(ni ? ni : 1);
     f.uses = tg_alloc(ctx, 5 * ints * sizeof(int));
@@ -378,16 +378,38 @@ tg_status tgm_fuse(tg_model *m)
             const tgm_var *v = &m->vars[r][i];
             f.rows[v->slot] = v->rows;
             f.cols[v->slot] = r == TG_ROLE_PARAM ? (v->cols ? v->cols : 1) : TGM_BATCH;
+            if (r == TG_ROLE_STATE) {
+                f.rows[v->cur] = v->rows;
+                f.cols[v->cur] = TGM_BATCH;
+                if (v->final_slot >= 0) {
+                    f.rows[v->final_slot] = v->rows;
+                    f.cols[v->final_slot] = TGM_BATCH;
+                }
+            }
         }
+    for (int i = 0; i < m->n_cslots; i++) {
+        f.rows[m->cslots[i].slot] = m->cslots[i].rows;
+        f.cols[m->cslots[i].slot] = m->cslots[i].cols;
+    }
+    if (m->t_slot >= 0) f.rows[m->t_slot] = f.cols[m->t_slot] = 1;
     slot_shapes(&f, m->step, m->n_step);
+    slot_shapes(&f, m->final, m->n_final);
     slot_shapes(&f, m->loss, m->n_loss);
     count_reads(&f, m->step, m->n_step);
+    count_reads(&f, m->final, m->n_final);
     count_reads(&f, m->loss, m->n_loss);
     for (int j = 0; j < m->n_outputs; j++) f.uses[m->outputs[j].slot]++;
     if (m->loss_slot >= 0) f.uses[m->loss_slot]++;
 
     if ((st = rewrite(&f, m->step_each_op, m->n_step_each_op, &m->step, &m->n_step))) goto done;
     if ((st = rewrite(&f, m->loss_each_op, m->n_loss_each_op, &m->loss, &m->n_loss))) goto done;
+    for (int p = 0; p < 3; p++) {
+        m->n_phase_each_op[p] = m->n_phase[p];
+        m->n_phase[p] = 0;
+    }
+    if (m->n_reverse == 0) m->n_phase_each_op[TGM_PHASE_FWD] = m->n_step_each_op;
+    for (int i = 0; i < m->n_step; i++) m->n_phase[m->n_reverse ? m->step[i].phase : TGM_PHASE_FWD]++;
+    mark_checked(&f, m->final, m->n_final);
     /* each list judged by the inputs its own instructions read: a fused
      * entry reads the leaves of the sum, not the temporaries it replaced */
     mark_checked(&f, m->step_each_op, m->n_step_each_op);

@@ -6,11 +6,11 @@
 #include <stdio.h>
 #include <yaml.h>
 
-static const char *const top_keys[] = {"name", "description", "dims", "params", "inputs",
-                                       "targets", "state", "step", "outputs", "loss", "loss_at"};
+static const char *const top_keys[] = {"name", "description", "dims", "params", "constants", "inputs",
+                                       "targets", "state", "step", "final", "outputs", "loss", "loss_at"};
 #define N_TOP (int)(sizeof top_keys / sizeof top_keys[0])
-static const char *const role_noun[] = {"a param", "an input", "a target", "a state", "a dim"};
-static const char *const section_of[] = {"params", "inputs", "targets", "state", "dims"};
+static const char *const role_noun[] = {"a param", "an input", "a target", "a state", "a dim", "a constant"};
+static const char *const section_of[] = {"params", "inputs", "targets", "state", "dims", "constants"};
 
 /* Unknown keys in any mapping: the first one is an error, with a suggestion. */
 static tg_status check_keys(const tgm_ydoc *d, int map, const char *const *keys, int n, const char *where)
@@ -47,6 +47,8 @@ static tg_status check_keys(const tgm_ydoc *d, int map, const char *const *keys,
     }
     return TG_OK;
 }
+
+static tg_status fill_constants(const tg_model *m, int random);
 
 /* ---- reading values ------------------------------------------------------------- */
 static tg_status number(const tgm_ydoc *d, int node, const char *what, double *out)
@@ -175,7 +177,7 @@ static tg_status check_name(loader *L, int key)
                             name);
     if (strlen(name) > TGM_MAX_NAME)
         return tgm_err_node(d, key, TG_ERR_LIMIT, "name longer than the limit of %d characters", TGM_MAX_NAME);
-    for (int r = 0; r < 5; r++)
+    for (int r = 0; r < 6; r++)
         for (int i = 0; i < L->m->n_vars[r]; i++)
             if (!strcmp(L->m->vars[r][i].name, name))
                 return tgm_err_node(d, key, TG_ERR_PARSE, "'%s' is already declared as %s at line %d", name,
@@ -277,16 +279,51 @@ static tg_status declare(loader *L, int role, int key, int val)
     v->line = tgm_node(d, key)->line;
     v->col = tgm_node(d, key)->col;
     int shape = -1, init = -1;
+    const int paramlike = role == TG_ROLE_PARAM || role == TGM_ROLE_CONST;
     if (tgm_node(d, val)->kind == TGM_Y_SEQ) shape = val;
     else if (tgm_node(d, val)->kind == TGM_Y_MAP) {
-        static const char *const keys_init[] = {"shape", "init"};
-        int with_init = role == TG_ROLE_PARAM || role == TG_ROLE_STATE;
+        /* the keys each section allows */
+        static const char *const k_param[] = {"shape", "init"};
+        static const char *const k_input[] = {"shape", "index"};
+        static const char *const k_target[] = {"shape", "index", "per"};
+        static const char *const k_state[] = {"shape", "init", "direction"};
+        const char *const *keys = paramlike ? k_param : role == TG_ROLE_INPUT ? k_input
+                                : role == TG_ROLE_TARGET ? k_target : k_state;
+        int n_keys = paramlike ? 2 : role == TG_ROLE_INPUT ? 2 : 3;
         char where[TGM_MAX_NAME + 32];
         snprintf(where, sizeof where, "'%s'", name);
-        if ((st = check_keys(d, val, keys_init, with_init ? 2 : 1, where))) return st;
+        if ((st = check_keys(d, val, keys, n_keys, where))) return st;
         int k;
         shape = tgm_map_get(d, val, "shape", &k);
         init = tgm_map_get(d, val, "init", &k);
+        int index = role == TG_ROLE_INPUT || role == TG_ROLE_TARGET ? tgm_map_get(d, val, "index", &k) : -1;
+        int per = role == TG_ROLE_TARGET ? tgm_map_get(d, val, "per", &k) : -1;
+        int dir = role == TG_ROLE_STATE ? tgm_map_get(d, val, "direction", &k) : -1;
+        if (dir >= 0) {
+            const char *w = tgm_node(d, dir)->kind == TGM_Y_SCALAR ? tgm_str(d, dir) : "";
+            if (!strcmp(w, "reverse")) v->reverse = 1;
+            else if (strcmp(w, "forward"))
+                return tgm_err_node(d, dir, TG_ERR_PARSE, "the direction of '%s' must be 'forward' or 'reverse'", name);
+        }
+        if (per >= 0) {
+            const char *w = tgm_node(d, per)->kind == TGM_Y_SCALAR ? tgm_str(d, per) : "";
+            if (!strcmp(w, "sequence")) v->per_seq = 1;
+            else if (strcmp(w, "step"))
+                return tgm_err_node(d, per, TG_ERR_PARSE, "'per' of '%s' must be 'step' or 'sequence'", name);
+        }
+        if (index >= 0) {
+            if (shape >= 0)
+                return tgm_err_node(d, index, TG_ERR_PARSE,
+                                    "'%s' has both a 'shape' and an 'index'; an index variable is one integer per "
+                                    "batch item, shape [1]", name);
+            int vocab = 0;
+            if ((st = shape_entry(L, index, name, &vocab))) return st;
+            v->index = vocab;
+            v->rows = 1;
+            v->cols = TG_MODEL_BATCH;
+            m->n_vars[role]++;
+            return TG_OK;
+        }
         if (shape < 0)
             return tgm_err_node(d, val, TG_ERR_PARSE, "'%s' needs a 'shape', e.g. shape: [hidden]", name);
     } else
@@ -296,9 +333,9 @@ static tg_status declare(loader *L, int role, int key, int val)
     if (sn->kind != TGM_Y_SEQ)
         return tgm_err_node(d, shape, TG_ERR_PARSE, "the shape of '%s' must be a list like [hidden, input], not %s",
                             name, tgm_kind_name(d, shape));
-    int max_dims = role == TG_ROLE_PARAM ? 2 : 1;
+    int max_dims = paramlike ? 2 : 1;
     if (sn->count < 1 || sn->count > max_dims) {
-        if (role == TG_ROLE_PARAM)
+        if (paramlike)
             return tgm_err_node(d, shape, TG_ERR_SHAPE, "the shape of '%s' must have 1 or 2 dimensions, got %d", name,
                                 sn->count);
         return tgm_err_node(d, shape, TG_ERR_SHAPE,
@@ -310,7 +347,7 @@ static tg_status declare(loader *L, int role, int key, int val)
     for (int e = sn->first; e >= 0; e = tgm_node(d, e)->next, i++)
         if ((st = shape_entry(L, e, name, &dims[i]))) return st;
     v->rows = dims[0];
-    v->cols = role == TG_ROLE_PARAM ? dims[1] : TG_MODEL_BATCH;
+    v->cols = paramlike ? dims[1] : TG_MODEL_BATCH;
     if ((size_t)v->rows * (size_t)(v->cols > 0 ? v->cols : 1) > TGM_MAX_PARAM_ELEMS)
         return tgm_err_node(d, shape, TG_ERR_LIMIT, "'%s' has more than the limit of %zu elements", name,
                             TGM_MAX_PARAM_ELEMS);
@@ -447,8 +484,8 @@ static tg_status load(loader *L, const char *text, size_t len, const tg_dim *dim
     }
     if ((st = section(L, TG_ROLE_DIM, tgm_map_get(d, root, "dims", &k)))) goto out;
     if ((st = override_dims(L, dims, n_dims))) goto out;
-    static const int order[] = {TG_ROLE_PARAM, TG_ROLE_INPUT, TG_ROLE_TARGET, TG_ROLE_STATE};
-    for (int i = 0; i < 4; i++) {
+    static const int order[] = {TG_ROLE_PARAM, TGM_ROLE_CONST, TG_ROLE_INPUT, TG_ROLE_TARGET, TG_ROLE_STATE};
+    for (int i = 0; i < 5; i++) {
         node = tgm_map_get(d, root, section_of[order[i]], &k);
         if ((st = section(L, order[i], node))) goto out;
         if (!m->vars[order[i]] && !(m->vars[order[i]] = tgm_palloc(&m->pool, sizeof(tgm_var)))) {
@@ -457,15 +494,20 @@ static tg_status load(loader *L, const char *text, size_t len, const tg_dim *dim
         }
     }
     size_t total = 0;
-    for (int i = 0; i < m->n_vars[TG_ROLE_PARAM]; i++) {
-        const tgm_var *v = &m->vars[TG_ROLE_PARAM][i];
-        total += (size_t)v->rows * (size_t)(v->cols ? v->cols : 1);
-        if (total > TGM_MAX_TOTAL_PARAMS) {
-            st = tg_error(L->ctx, TG_ERR_LIMIT, "%s:%d:%d: the parameters up to '%s' hold more than the limit of %zu scalars",
-                          m->file, v->line, v->col, v->name, TGM_MAX_TOTAL_PARAMS);
-            goto out;
+    /* params and constants share the limit: both are held for the model's life */
+    for (int r = TG_ROLE_PARAM; r <= TGM_ROLE_CONST; r += TGM_ROLE_CONST - TG_ROLE_PARAM)
+        for (int i = 0; i < m->n_vars[r]; i++) {
+            const tgm_var *v = &m->vars[r][i];
+            total += (size_t)v->rows * (size_t)(v->cols ? v->cols : 1);
+            if (total > TGM_MAX_TOTAL_PARAMS) {
+                st = tg_error(L->ctx, TG_ERR_LIMIT,
+                              "%s:%d:%d: the %s up to '%s' hold more than the limit of %zu scalars", m->file, v->line,
+                              v->col, r == TG_ROLE_PARAM ? "parameters" : "parameters and constants", v->name,
+                              TGM_MAX_TOTAL_PARAMS);
+                goto out;
+            }
         }
-    }
+    if ((st = fill_constants(m, 0))) goto out;
     if (m->n_vars[TG_ROLE_INPUT] == 0) {
         node = tgm_map_get(d, root, "inputs", &k);
         st = node >= 0 ? tgm_err_node(d, node, TG_ERR_PARSE, "'inputs' must declare at least one input, e.g. x: [input]")
@@ -484,6 +526,17 @@ static tg_status load(loader *L, const char *text, size_t len, const tg_dim *dim
     }
     if (tgm_node(d, step)->count > TGM_MAX_EQUATIONS) {
         st = tgm_err_node(d, step, TG_ERR_LIMIT, "more than the limit of %d equations in 'step'", TGM_MAX_EQUATIONS);
+        goto out;
+    }
+    int final = tgm_map_get(d, root, "final", &k);
+    if (final >= 0 && tgm_is_null(d, final)) final = -1;
+    if (final >= 0 && tgm_node(d, final)->kind != TGM_Y_SEQ) {
+        st = tgm_err_node(d, final, TG_ERR_PARSE, "'final' must be a list of equations like '- p = V @ final(h)', not %s",
+                          tgm_kind_name(d, final));
+        goto out;
+    }
+    if (final >= 0 && tgm_node(d, final)->count > TGM_MAX_EQUATIONS) {
+        st = tgm_err_node(d, final, TG_ERR_LIMIT, "more than the limit of %d equations in 'final'", TGM_MAX_EQUATIONS);
         goto out;
     }
     int outputs = tgm_map_get(d, root, "outputs", &k);
@@ -516,7 +569,7 @@ static tg_status load(loader *L, const char *text, size_t len, const tg_dim *dim
             goto out;
         }
     }
-    st = tgm_compile(m, d, step, outputs, loss);
+    st = tgm_compile(m, d, step, final, outputs, loss);
 out:
     tgm_yaml_free(&doc);
     return st;
@@ -537,6 +590,7 @@ tg_model *tg_model_parse(tg_ctx *ctx, const char *filename, const char *text, si
     m->ctx = ctx;
     m->pool.ctx = ctx;
     m->loss_slot = -1;
+    m->t_slot = -1;
     loader L = {m, NULL, ctx};
     if (!(m->file = tgm_pstrdup(&m->pool, filename, strlen(filename))) ||
         load(&L, text, len, dims, n_dims) != TG_OK) {
@@ -566,6 +620,7 @@ void tg_model_free(tg_model *m)
 {
     if (!m) return;
     tg_ctx *ctx = m->ctx;
+    tg_free(ctx, m->cslots, (size_t)m->n_cslots * sizeof *m->cslots);
     tgm_pool_free(&m->pool);
     tg_free(ctx, m, sizeof *m);
 }
@@ -598,7 +653,54 @@ const char *tg_model_var(const tg_model *m, tg_model_role role, int i, int *rows
     return v->name;
 }
 
+int tg_model_var_flags(const tg_model *m, tg_model_role role, int i, int *vocab)
+{
+    if (vocab) *vocab = 0;
+    if (!m || role > TG_ROLE_STATE || i < 0 || i >= m->n_vars[role]) return 0;
+    const tgm_var *v = &m->vars[role][i];
+    if (vocab) *vocab = v->index;
+    return (v->per_seq ? TG_VAR_PER_SEQUENCE : 0) | (v->reverse ? TG_VAR_REVERSE : 0) | (v->index ? TG_VAR_INDEX : 0);
+}
+
 /* ---- parameters -------------------------------------------------------------------------- */
+static int is_random(int init) { return init == TGM_INIT_UNIFORM || init == TGM_INIT_NORMAL || init == TGM_INIT_XAVIER; }
+
+/* One value of an init; random ones draw from the context's generator. */
+static double init_value(tg_ctx *ctx, const tgm_var *v, int init, size_t k)
+{
+    double lim = sqrt(6.0 / ((double)v->rows + (double)(v->cols ? v->cols : 1)));
+    switch (init) {
+    case TGM_INIT_ONES: return 1;
+    case TGM_INIT_CONST: return v->a;
+    case TGM_INIT_UNIFORM: return v->a + (v->b - v->a) * tg_rand_uniform(ctx);
+    case TGM_INIT_NORMAL: return v->a + v->b * tg_rand_normal(ctx);
+    case TGM_INIT_XAVIER: return lim * (2 * tg_rand_uniform(ctx) - 1);
+    case TGM_INIT_LITERAL: return v->values[k];
+    default: return 0;
+    }
+}
+
+static int default_init(const tgm_var *v) { return v->init != TGM_INIT_DEFAULT ? v->init : v->cols ? TGM_INIT_XAVIER : TGM_INIT_ZEROS; }
+
+/* Constants live in the model.  At load (random = 0) the fixed inits are
+ * set and buffers made; tg_model_init_params (random = 1) draws the random
+ * ones after the parameters, from the same generator. */
+static tg_status fill_constants(const tg_model *m, int random)
+{
+    for (int i = 0; i < m->n_vars[TGM_ROLE_CONST]; i++) {
+        tgm_var *v = &m->vars[TGM_ROLE_CONST][i];
+        size_t n = (size_t)v->rows * (size_t)(v->cols ? v->cols : 1);
+        int init = default_init(v);
+        if (!random) {
+            tg_model *mm = (tg_model *)m; /* at load the model is still being built */
+            if (!(v->fixed = tgm_palloc(&mm->pool, n * sizeof *v->fixed))) return TG_ERR_NOMEM;
+        }
+        if (is_random(init) != random) continue;
+        for (size_t k = 0; k < n; k++) v->fixed[k] = (tg_real)init_value(m->ctx, v, init, k);
+    }
+    return TG_OK;
+}
+
 tg_status tg_model_init_params(const tg_model *m, tg_params *ps, uint64_t seed)
 {
     if (!m || !ps) return m ? tg_error(m->ctx, TG_ERR_ARG, "init_params: params is NULL") : TG_ERR_ARG;
@@ -621,22 +723,10 @@ tg_status tg_model_init_params(const tg_model *m, tg_params *ps, uint64_t seed)
         tg_tensor *t = tg_params_find(ps, v->name);
         tg_real *x = tg_data(t);
         size_t n = tg_size(t);
-        int init = v->init;
-        if (init == TGM_INIT_DEFAULT) init = v->cols ? TGM_INIT_XAVIER : TGM_INIT_ZEROS;
-        double lim = sqrt(6.0 / ((double)v->rows + (double)(v->cols ? v->cols : 1)));
-        for (size_t k = 0; k < n; k++) {
-            double val = 0;
-            switch (init) {
-            case TGM_INIT_ONES: val = 1; break;
-            case TGM_INIT_CONST: val = v->a; break;
-            case TGM_INIT_UNIFORM: val = v->a + (v->b - v->a) * tg_rand_uniform(ctx); break;
-            case TGM_INIT_NORMAL: val = v->a + v->b * tg_rand_normal(ctx); break;
-            case TGM_INIT_XAVIER: val = lim * (2 * tg_rand_uniform(ctx) - 1); break;
-            case TGM_INIT_LITERAL: val = v->values[k]; break;
-            default: break;
-            }
-            x[k] = (tg_real)val;
-        }
+        int init = default_init(v);
+        for (size_t k = 0; k < n; k++) x[k] = (tg_real)init_value(ctx, v, init, k);
     }
+    fill_constants(m, 1);
+    ((tg_model *)m)->consts_drawn = 1;
     return TG_OK;
 }

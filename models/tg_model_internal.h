@@ -136,7 +136,29 @@ typedef struct tgm_var {
     int init;               /* TGM_INIT_* */
     double a, b;            /* init arguments */
     double *values;         /* TGM_INIT_LITERAL: rows*cols values */
+    int cur;                /* states: the slot of h(t); `slot` holds h(t-1) (reverse: h(t+1)) */
+    int final_slot;         /* states read as final(h): the slot final equations read; else -1 */
+    int reverse;            /* states: `direction: reverse` */
+    int per_seq;            /* targets: `per: sequence` (one value per sequence) */
+    int index;              /* inputs, targets: `index: vocab` (rows 1, integers 0..vocab-1); else 0 */
+    tg_real *fixed;         /* constants: their values, rows*cols (set at load, or drawn by
+                               tg_model_init_params when random) */
 } tgm_var;
+
+/* A value that is the same at every step and has no gradient: a declared
+ * constant, or a number used where a tensor is needed (`1 / tau`). */
+typedef struct tgm_cslot {
+    int slot, rows, cols;
+    const tgm_var *var;     /* a declared constant, or NULL */
+    tg_real value;          /* a number: the 1x1 value */
+} tgm_cslot;
+
+/* Where an instruction of the step runs (models with reverse states): in
+ * the forward sweep t = 1..T, the reverse sweep t = T..1, or for every step
+ * after both. */
+enum { TGM_PHASE_FWD, TGM_PHASE_REV, TGM_PHASE_BOTH };
+/* The internal role of `constants` in tg_model.vars; not a public role. */
+#define TGM_ROLE_CONST 5
 
 /* One op to record: the compiled form of (part of) an equation. */
 typedef struct tgm_instr {
@@ -150,6 +172,7 @@ typedef struct tgm_instr {
     int line, col;          /* the operator or call in the source */
     int rows, cols;         /* the result's shape (cols may be TGM_BATCH); copies: 0 */
     int checked;            /* 1: shapes fully known once B is: record without re-checking */
+    int phase;              /* TGM_PHASE_* */
 } tgm_instr;
 
 typedef struct tgm_output {
@@ -163,8 +186,20 @@ struct tg_model {
     tgm_pool pool;          /* every string and array of the model */
     const char *file, *name;
     int loss_at_last;       /* `loss_at: last` */
-    tgm_var *vars[5];       /* by tg_model_role: params, inputs, targets, states, dims */
-    int n_vars[5];
+    tgm_var *vars[6];       /* by tg_model_role: params, inputs, targets, states, dims;
+                               then TGM_ROLE_CONST */
+    int n_vars[6];
+    tgm_cslot *cslots;      /* values recorded once per unroll, without gradient */
+    int n_cslots;
+    int consts_drawn;       /* random constants have values (tg_model_init_params ran) */
+    int t_slot;             /* the step index `t` ([1, 1], 1..T), or -1 if unused */
+    int n_reverse;          /* states with `direction: reverse` */
+    int n_phase[3];         /* step instructions per phase (fused form), in phase order */
+    int n_phase_each_op[3];
+    tgm_instr *final;       /* `final:` equations, once per sequence */
+    int n_final;
+    int loss_per_seq;       /* the loss reads final equations: once per sequence */
+    int first_temp;         /* slots below are variables, constants and t */
     tgm_output *outputs;
     int n_outputs;
     tgm_instr *step;        /* one time step, in order, as fuse.c rewrote it */
@@ -180,9 +215,9 @@ struct tg_model {
     int step_uses_targets;
 };
 
-/* expr.c: compiles the `step` and `loss` of a parsed model. */
+/* expr.c: compiles the `step`, `final` and `loss` of a parsed model. */
 typedef struct tgm_compiler tgm_compiler;
-tg_status tgm_compile(tg_model *m, const tgm_ydoc *d, int step_node, int outputs_node,
+tg_status tgm_compile(tg_model *m, const tgm_ydoc *d, int step_node, int final_node, int outputs_node,
                       int loss_node);
 /* fuse.c: sets step/loss to the fused form of step_each_op/loss_each_op. */
 tg_status tgm_fuse(tg_model *m);

@@ -84,6 +84,85 @@ static tg_tensor *initial_state(const tg_model *m, tg_tape *tape, const tgm_var 
     return x;
 }
 
+/* The leaves every step shares: params, constants (and numbers used as
+ * tensors), targets given once per sequence. */
+static tg_status shared_leaves(const tg_model *m, tg_tape *tape, const tg_unroll *u, tg_tensor **slots, int B)
+{
+    tg_ctx *ctx = m->ctx;
+    for (int i = 0; i < m->n_vars[TG_ROLE_PARAM]; i++) {
+        const tgm_var *v = &m->vars[TG_ROLE_PARAM][i];
+        /* tg_model_init_params adds the parameters in declaration order:
+         * try that position before searching by name */
+        const tg_params *ps = u->params;
+        tg_tensor *p = i < ps->n && !strcmp(ps->list[i].name, v->name) ? ps->list[i].t
+                                                                        : tg_params_find(u->params, v->name);
+        if (!p || tg_rows(p) != v->rows || tg_cols(p) != (v->cols ? v->cols : 1))
+            return tg_error(ctx, TG_ERR_ARG, "unroll: parameter '%s' is %s (tg_model_init_params adds it)", v->name,
+                            p ? "not in the declared shape" : "missing");
+        slots[v->slot] = p;
+    }
+    for (int i = 0; i < m->n_cslots; i++) {
+        const tgm_cslot *cs = &m->cslots[i];
+        tg_tensor *x = cs->var ? tg_input_ref(tape, cs->rows, cs->cols, cs->var->fixed)
+                               : tg_input_ref(tape, 1, 1, &cs->value);
+        if (!x) return tg_status_last(ctx);
+        if (cs->var) {
+            x->label = cs->var->name;
+            x->file = m->file;
+            x->line = cs->var->line;
+            x->column = cs->var->col;
+        }
+        slots[cs->slot] = x;
+    }
+    for (int i = 0; u->targets && i < m->n_vars[TG_ROLE_TARGET]; i++) {
+        const tgm_var *v = &m->vars[TG_ROLE_TARGET][i];
+        if (v->per_seq && !(slots[v->slot] = leaf(m, tape, v, B, u->targets[i], 0, true))) return tg_status_last(ctx);
+    }
+    return TG_OK;
+}
+
+/* The leaves of step t: inputs, targets given per step, the step index. */
+static tg_status step_leaves(const tg_model *m, tg_tape *tape, const tg_unroll *u, tg_tensor **slots, int B, int t)
+{
+    tg_ctx *ctx = m->ctx;
+    for (int i = 0; i < m->n_vars[TG_ROLE_INPUT]; i++) {
+        const tgm_var *v = &m->vars[TG_ROLE_INPUT][i];
+        const tg_real *x = u->inputs[i] + (size_t)t * (size_t)v->rows * (size_t)B;
+        if (!(slots[v->slot] = leaf(m, tape, v, B, x, t + 1, true))) return tg_status_last(ctx);
+    }
+    for (int i = 0; u->targets && i < m->n_vars[TG_ROLE_TARGET]; i++) {
+        const tgm_var *v = &m->vars[TG_ROLE_TARGET][i];
+        if (v->per_seq) continue;
+        const tg_real *y = u->targets[i] + (size_t)t * (size_t)v->rows * (size_t)B;
+        if (!(slots[v->slot] = leaf(m, tape, v, B, y, t + 1, true))) return tg_status_last(ctx);
+    }
+    if (m->t_slot >= 0) {
+        tg_real step = (tg_real)(t + 1);
+        tg_tensor *x = tg_input(tape, 1, 1, &step, 0);
+        if (!x) return tg_status_last(ctx);
+        x->label = "t";
+        x->step = t + 1;
+        slots[m->t_slot] = x;
+    }
+    return TG_OK;
+}
+
+static tg_status add_loss(const tg_model *m, tg_tape *tape, tg_tensor **loss, tg_tensor *l, int t)
+{
+    if (!*loss) {
+        *loss = l;
+        return TG_OK;
+    }
+    /* both [1, 1] (the model was checked): no shape rule to run */
+    static const double no_attrs[TG_MAX_ATTRS];
+    tg_tensor *pair[2] = {*loss, l};
+    if (!(*loss = tg_record_checked(tape, tg_op_by_id(m->ctx, TG_OP_ADD), 2, pair, no_attrs, 1, 1)))
+        return tg_status_last(m->ctx);
+    tg_tensor_set_label(*loss, "loss", t + 1);
+    tg_tensor_set_source(*loss, m->file, m->loss_line, m->loss_col);
+    return TG_OK;
+}
+
 tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
 {
     if (!m) return TG_ERR_ARG;
@@ -93,8 +172,8 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
     u->loss = NULL;
     u->outputs = NULL;
     u->state = NULL;
-    const int np = m->n_vars[TG_ROLE_PARAM], ni = m->n_vars[TG_ROLE_INPUT], nt = m->n_vars[TG_ROLE_TARGET],
-              ns = m->n_vars[TG_ROLE_STATE], no = m->n_outputs;
+    const int ni = m->n_vars[TG_ROLE_INPUT], nt = m->n_vars[TG_ROLE_TARGET], ns = m->n_vars[TG_ROLE_STATE],
+              no = m->n_outputs;
     const int B = u->batch;
     if (!u->params) return tg_error(ctx, TG_ERR_ARG, "unroll: params are required");
     if (u->params->ctx != ctx) return tg_error(ctx, TG_ERR_ARG, "unroll: the params belong to another context");
@@ -110,68 +189,110 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
     if (!u->targets && m->step_uses_targets)
         return tg_error(ctx, TG_ERR_ARG, "%s: the step of model %s reads targets, so targets are required", m->file,
                         m->name);
+    for (int i = 0; i < m->n_vars[TGM_ROLE_CONST]; i++) {
+        const tgm_var *v = &m->vars[TGM_ROLE_CONST][i];
+        int init = v->init != TGM_INIT_DEFAULT ? v->init : v->cols ? TGM_INIT_XAVIER : TGM_INIT_ZEROS;
+        if (!m->consts_drawn && (init == TGM_INIT_UNIFORM || init == TGM_INIT_NORMAL || init == TGM_INIT_XAVIER))
+            return tg_error(ctx, TG_ERR_ARG, "unroll: constant '%s' is random: call tg_model_init_params first",
+                            v->name);
+    }
+    const int T = u->seq_steps ? u->seq_steps : u->t0 + u->steps;
+    /* a reverse sweep starts at the end: it needs the whole sequence at once */
+    if (m->n_reverse && (u->t0 != 0 || u->steps != T))
+        return tg_error(ctx, TG_ERR_ARG,
+                        "%s: model %s has states that run in reverse, so it records whole sequences (steps %d..%d "
+                        "of %d asked; truncated BPTT cannot split it)",
+                        m->file, m->name, u->t0 + 1, u->t0 + u->steps, T);
+    const int at_end = u->t0 + u->steps == T; /* this call reaches the end: final equations run */
 
     tg_arena *arena = &tape->arena;
-    tg_tensor **slots = tg_arena_alloc(arena, (size_t)m->n_slots * sizeof *slots);
-    tg_tensor **outs = tg_arena_alloc(arena, (size_t)(u->steps * no + 1) * sizeof *outs);
+    const int K = u->steps, tables = m->n_reverse ? (K ? K : 1) : 1;
+    const size_t per = (size_t)m->n_slots * sizeof(tg_tensor *);
+    tg_tensor **base = tg_arena_alloc(arena, per * (size_t)tables);
+    tg_tensor **outs = tg_arena_alloc(arena, (size_t)(K * no + 1) * sizeof *outs);
     tg_tensor **state = tg_arena_alloc(arena, (size_t)(ns + 1) * sizeof *state);
-    if (!slots || !outs || !state) return TG_ERR_NOMEM;
-
-    for (int i = 0; i < np; i++) {
-        const tgm_var *v = &m->vars[TG_ROLE_PARAM][i];
-        /* tg_model_init_params adds the parameters in declaration order:
-         * try that position before searching by name */
-        const tg_params *ps = u->params;
-        tg_tensor *p = i < ps->n && !strcmp(ps->list[i].name, v->name) ? ps->list[i].t
-                                                                        : tg_params_find(u->params, v->name);
-        if (!p || tg_rows(p) != v->rows || tg_cols(p) != (v->cols ? v->cols : 1))
-            return tg_error(ctx, TG_ERR_ARG, "unroll: parameter '%s' is %s (tg_model_init_params adds it)", v->name,
-                            p ? "not in the declared shape" : "missing");
-        slots[v->slot] = p;
-    }
+    tg_tensor **init = tg_arena_alloc(arena, (size_t)(ns + 1) * sizeof *init);
+    if (!base || !outs || !state || !init) return TG_ERR_NOMEM;
+    tg_status st;
+    if ((st = shared_leaves(m, tape, u, base, B))) return st;
     for (int i = 0; i < ns; i++) {
         const tgm_var *v = &m->vars[TG_ROLE_STATE][i];
         const tg_real *given = u->state0 ? u->state0[i] : NULL;
-        if (!(slots[v->slot] = initial_state(m, tape, v, B, given, u->t0))) return tg_status_last(ctx);
+        if (!(init[i] = initial_state(m, tape, v, B, given, v->reverse ? T + 1 : u->t0))) return tg_status_last(ctx);
     }
-    const int last = (u->seq_steps ? u->seq_steps : u->t0 + u->steps) - 1;
+    const int last = T - 1;
     const int with_loss = u->targets && m->loss_slot >= 0;
     tg_tensor *loss = NULL;
-    tg_status st;
     const tgm_instr *step = u->each_op ? m->step_each_op : m->step;
     const tgm_instr *loss_code = u->each_op ? m->loss_each_op : m->loss;
-    const int n_step = u->each_op ? m->n_step_each_op : m->n_step;
+    const int *n_phase = u->each_op ? m->n_phase_each_op : m->n_phase;
     const int n_loss = u->each_op ? m->n_loss_each_op : m->n_loss;
-    for (int k = 0; k < u->steps; k++) {
-        const int t = u->t0 + k;
-        for (int i = 0; i < ni; i++) {
-            const tgm_var *v = &m->vars[TG_ROLE_INPUT][i];
-            const tg_real *x = u->inputs[i] + (size_t)t * (size_t)v->rows * (size_t)B;
-            if (!(slots[v->slot] = leaf(m, tape, v, B, x, t + 1, true))) return tg_status_last(ctx);
+    const tgm_instr *rev = step + n_phase[0], *both = rev + n_phase[1];
+    tg_tensor **slots = base;
+    if (!m->n_reverse) {
+        /* one table: each step overwrites the last one's slots */
+        for (int i = 0; i < ns; i++) slots[m->vars[TG_ROLE_STATE][i].slot] = init[i];
+        for (int k = 0; k < K; k++) {
+            const int t = u->t0 + k;
+            if ((st = step_leaves(m, tape, u, slots, B, t))) return st;
+            if ((st = run(m, tape, step, n_phase[0], slots, t, B))) return st;
+            for (int j = 0; j < no; j++) outs[(size_t)k * (size_t)no + (size_t)j] = slots[m->outputs[j].slot];
+            if (with_loss && !m->loss_per_seq && (!m->loss_at_last || t == last)) {
+                if ((st = run(m, tape, loss_code, n_loss, slots, t, B))) return st;
+                if ((st = add_loss(m, tape, &loss, slots[m->loss_slot], t))) return st;
+            }
+            for (int i = 0; i < ns; i++) slots[m->vars[TG_ROLE_STATE][i].slot] = slots[m->vars[TG_ROLE_STATE][i].cur];
         }
-        for (int i = 0; u->targets && i < nt; i++) {
-            const tgm_var *v = &m->vars[TG_ROLE_TARGET][i];
-            const tg_real *y = u->targets[i] + (size_t)t * (size_t)v->rows * (size_t)B;
-            if (!(slots[v->slot] = leaf(m, tape, v, B, y, t + 1, true))) return tg_status_last(ctx);
+        for (int i = 0; i < ns; i++) state[i] = slots[m->vars[TG_ROLE_STATE][i].slot];
+    } else {
+        /* a table per step: the sweeps meet in the step's own slots */
+        for (int k = 1; k < K; k++) memcpy(base + (size_t)k * m->n_slots, base, per);
+#define TABLE(k) (base + (size_t)(k) * (size_t)m->n_slots)
+        for (int k = 0; k < K; k++) {
+            tg_tensor **sl = TABLE(k);
+            if ((st = step_leaves(m, tape, u, sl, B, k))) return st;
+            for (int i = 0; i < ns; i++) {
+                const tgm_var *v = &m->vars[TG_ROLE_STATE][i];
+                if (!v->reverse) sl[v->slot] = k ? TABLE(k - 1)[v->cur] : init[i];
+            }
+            if ((st = run(m, tape, step, n_phase[0], sl, k, B))) return st;
         }
-        if ((st = run(m, tape, step, n_step, slots, t, B))) return st;
-        for (int j = 0; j < no; j++) outs[(size_t)k * (size_t)no + (size_t)j] = slots[m->outputs[j].slot];
-        if (with_loss && (!m->loss_at_last || t == last)) {
-            if ((st = run(m, tape, loss_code, n_loss, slots, t, B))) return st;
-            tg_tensor *l = slots[m->loss_slot];
-            if (loss) {
-                /* both [1, 1] (the model was checked): no shape rule to run */
-                static const double no_attrs[TG_MAX_ATTRS];
-                tg_tensor *pair[2] = {loss, l};
-                if (!(loss = tg_record_checked(tape, tg_op_by_id(ctx, TG_OP_ADD), 2, pair, no_attrs, 1, 1)))
-                    return tg_status_last(ctx);
-                tg_tensor_set_label(loss, "loss", t + 1);
-                tg_tensor_set_source(loss, m->file, m->loss_line, m->loss_col);
-            } else
-                loss = l;
+        for (int k = K - 1; k >= 0; k--) {
+            tg_tensor **sl = TABLE(k);
+            for (int i = 0; i < ns; i++) {
+                const tgm_var *v = &m->vars[TG_ROLE_STATE][i];
+                if (v->reverse) sl[v->slot] = k < K - 1 ? TABLE(k + 1)[v->cur] : init[i];
+            }
+            if ((st = run(m, tape, rev, n_phase[1], sl, k, B))) return st;
         }
+        for (int k = 0; k < K; k++) {
+            tg_tensor **sl = TABLE(k);
+            if ((st = run(m, tape, both, n_phase[2], sl, k, B))) return st;
+            for (int j = 0; j < no; j++) outs[(size_t)k * (size_t)no + (size_t)j] = sl[m->outputs[j].slot];
+            if (with_loss && !m->loss_per_seq && (!m->loss_at_last || k == last)) {
+                if ((st = run(m, tape, loss_code, n_loss, sl, k, B))) return st;
+                if ((st = add_loss(m, tape, &loss, sl[m->loss_slot], k))) return st;
+            }
+        }
+        /* each state at the end of its sweep */
+        for (int i = 0; i < ns; i++) {
+            const tgm_var *v = &m->vars[TG_ROLE_STATE][i];
+            state[i] = K == 0 ? init[i] : TABLE(v->reverse ? 0 : K - 1)[v->cur];
+        }
+        slots = K ? TABLE(K - 1) : base;
+#undef TABLE
     }
-    for (int i = 0; i < ns; i++) state[i] = slots[m->vars[TG_ROLE_STATE][i].slot];
+    /* only a loss reads final equations (outputs are per step), and they may
+     * read targets: without targets there is nothing to run */
+    if (at_end && with_loss && m->loss_per_seq) {
+        for (int i = 0; i < ns; i++) {
+            const tgm_var *v = &m->vars[TG_ROLE_STATE][i];
+            if (v->final_slot >= 0) slots[v->final_slot] = state[i];
+        }
+        if ((st = run(m, tape, m->final, m->n_final, slots, T - 1, B))) return st;
+        if ((st = run(m, tape, loss_code, n_loss, slots, T - 1, B))) return st;
+        if ((st = add_loss(m, tape, &loss, slots[m->loss_slot], T - 1))) return st;
+    }
     u->loss = loss;
     u->outputs = outs;
     u->state = state;

@@ -1,7 +1,8 @@
-/* fuzz_data.c — the data loader: any bytes, as a data file for each of three
+/* fuzz_data.c — the data loader: any bytes, as a data file for each of four
  * models (elman; mlp with two targets; a model with [1]- and [3]-row
- * inputs), give a dataset whose every value is finite and in its place, or a
- * "FILE:LINE:COL: message"; never a crash, a hang or a leak. */
+ * inputs; index variables and a target per sequence), give a dataset whose
+ * every value is finite (an index: whole, in its vocabulary) and in its
+ * place, or a "FILE:LINE:COL: message"; never a crash, a hang or a leak. */
 #include "fuzz_util.h"
 #include <math.h>
 
@@ -42,11 +43,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         if (role == TG_ROLE_INPUT) abort(); /* every input is required */
                         continue;
                     }
-                    for (size_t k = 0; k < (size_t)T * (size_t)rows * (size_t)B; k++)
+                    int vocab, flags = tg_model_var_flags(models[i], role, v, &vocab);
+                    size_t steps = flags & TG_VAR_PER_SEQUENCE ? 1 : (size_t)T;
+                    for (size_t k = 0; k < steps * (size_t)rows * (size_t)B; k++) {
+                        if ((flags & TG_VAR_INDEX) && !(x[k] >= 0 && x[k] < vocab && x[k] == (tg_real)(long)x[k])) {
+                            fprintf(stderr, "fuzz_data: an index out of range was loaded\n");
+                            abort();
+                        }
                         if (!isfinite((double)x[k])) {
                             fprintf(stderr, "fuzz_data: a non-finite value was loaded\n");
                             abort();
                         }
+                    }
                 }
         }
         tg_dataset_free(d);

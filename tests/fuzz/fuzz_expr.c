@@ -148,12 +148,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     m.file = "fuzz.yaml";
     m.name = "expr";
     m.loss_slot = -1;
-    for (int r = 0; r < 5; r++) {
+    m.t_slot = -1;
+    for (int r = 0; r < 6; r++) {
         m.vars[r] = tmpl->vars[r];
         m.n_vars[r] = tmpl->n_vars[r];
     }
     if (d.nodes[0].count > 0) {
-        tg_status st = tgm_compile(&m, &d, 0, d.nodes[1].count ? 1 : -1, loss);
+        tg_status st = tgm_compile(&m, &d, 0, -1, d.nodes[1].count ? 1 : -1, loss);
         if (st) {
             fz_expect_message(ctx, "tgm_compile");
             if (st != TG_ERR_NOMEM && strncmp(tg_errmsg(ctx), "fuzz.yaml:", 10)) {
@@ -184,6 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             tgm_init_expr(&m, &d, node, fname, sizeof fname, &off, args, 4, &n_args);
         }
     }
+    tg_free(ctx, m.cslots, (size_t)m.n_cslots * sizeof *m.cslots);
     tgm_pool_free(&m.pool);
     free(d.nodes);
     free(d.pool);

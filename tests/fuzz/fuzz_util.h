@@ -64,8 +64,26 @@ static const char fz_two[] =
     "outputs: [r, s]\n"
     "loss: squared_error(r, y)\n";
 
-#define FZ_N_MODELS 3
-static const char *const fz_models[FZ_N_MODELS] = {fz_elman, fz_mlp, fz_two};
+/* index variables and a target given once per sequence (models/README.md) */
+static const char fz_index[] =
+    "name: index\n"
+    "dims: {vocab: 5, n: 2}\n"
+    "params: {E: [vocab, n], V: [vocab, n]}\n"
+    "constants: {K: {shape: [n], init: 2}}\n"
+    "inputs:  {ch: {index: vocab}}\n"
+    "targets: {next: {index: vocab}, y: {shape: [n], per: sequence}}\n"
+    "state:   {h: [n], hb: {shape: [n], direction: reverse}}\n"
+    "step:\n"
+    "  - h = tanh(embed(E, ch) + h / K)\n"
+    "  - hb = tanh(embed(E, ch) + hb)\n"
+    "  - z = V @ (h + hb)\n"
+    "final:\n"
+    "  - p = final(h) - y\n"
+    "outputs: [z]\n"
+    "loss: sum(p * p)\n";
+
+#define FZ_N_MODELS 4
+static const char *const fz_models[FZ_N_MODELS] = {fz_elman, fz_mlp, fz_two, fz_index};
 
 static inline tg_model *fz_model(tg_ctx *ctx, int i)
 {
