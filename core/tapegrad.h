@@ -514,8 +514,9 @@ int tg_vocab_utf8(const tg_vocab *v, int i, char out[4]);
  * refused, UTF-16 is told to be saved as UTF-8); "-" reads standard input.
  * NULL with the error in ctx.  Free with tg_trainset_free(). */
 typedef struct tg_trainset tg_trainset;
-/* Takes ownership of d (freed with the set, even on failure). */
-tg_trainset *tg_trainset_sequences(tg_ctx *ctx, tg_dataset *d);
+/* Takes ownership of d (freed with the set, even on failure); m (read now
+ * only) is the model d was loaded for. */
+tg_trainset *tg_trainset_sequences(tg_ctx *ctx, const tg_model *m, tg_dataset *d);
 tg_trainset *tg_trainset_csv(tg_ctx *ctx, const tg_model *m, const char *path);
 tg_trainset *tg_trainset_csv_parse(tg_ctx *ctx, const tg_model *m, const char *filename,
                                    const char *text, size_t len);
@@ -536,7 +537,8 @@ const tg_vocab *tg_trainset_vocab(const tg_trainset *s);  /* text only; owned by
 /* Moves the last fraction (0 < fraction < 1) of s into a new set for
  * validation: the last sequences in file order, or the last characters of a
  * text (with the same vocabulary).  NULL with the error in ctx when either
- * part would be empty. */
+ * part would be empty.  A split of sequences reads s's values: free it
+ * before s. */
 tg_trainset *tg_trainset_split(tg_trainset *s, double fraction);
 
 typedef enum tg_reduction {
