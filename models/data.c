@@ -428,7 +428,7 @@ tg_status tg_params_save(tg_params *ps, const tg_model *m, const char *path)
     }
     tg_atomic out;
     if (tg_atomic_open(&out, path) != 0)
-        return tg_error(ctx, TG_ERR_IO, "%s: cannot write params: %s", path, strerror(errno));
+        return tg_error(ctx, TG_ERR_IO, "%s: cannot write params: %s", path, out.why[0] ? out.why : strerror(errno));
     FILE *f = out.f;
     fprintf(f, "# tapegrad params for model '%s' (%s)\n", m->name, TG_REAL_NAME);
     for (int i = 0; i < np; i++) {
@@ -455,6 +455,6 @@ tg_status tg_params_save(tg_params *ps, const tg_model *m, const char *path)
         }
     }
     if (tg_atomic_commit(&out) != 0)
-        return tg_error(ctx, TG_ERR_IO, "%s: cannot write params: %s", path, strerror(errno));
+        return tg_error(ctx, TG_ERR_IO, "%s: cannot write params: %s", path, out.why[0] ? out.why : strerror(errno));
     return TG_OK;
 }
