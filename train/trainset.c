@@ -3,101 +3,21 @@
  * vocabulary.  Readers check every byte: a CSV value is a finite number in
  * tg_real's range, a NUL is an error with FILE:LINE:COL. */
 #include "train_internal.h"
+#include "tg_files.h"
 #include <errno.h>
-#include <fcntl.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 /* ---- reading files ----------------------------------------------------- */
 
-static tg_status read_fd(tg_ctx *ctx, int fd, const char *path, size_t max, const char *what, char **buf,
-                         size_t *len)
-{
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap + 1);
-    if (!b) return tg_error(ctx, TG_ERR_NOMEM, "out of memory");
-    for (;;) {
-        if (n == cap) {
-            if (cap > max) {
-                free(b);
-                return tg_error(ctx, TG_ERR_LIMIT, "%s: %s is larger than the limit of %zu bytes", path, what, max);
-            }
-            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
-            char *nb = realloc(b, ncap + 1);
-            if (!nb) {
-                free(b);
-                return tg_error(ctx, TG_ERR_NOMEM, "out of memory");
-            }
-            b = nb, cap = ncap;
-        }
-        ssize_t r = read(fd, b + n, cap - n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && errno == EAGAIN) {
-            /* standard input opened non-blocking by someone else: wait for it */
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-            continue;
-        }
-        if (r < 0) {
-            int e = errno;
-            free(b);
-            return tg_error(ctx, TG_ERR_IO, "%s: cannot read %s: %s", path, what, strerror(e));
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    if (n > max) {
-        free(b);
-        return tg_error(ctx, TG_ERR_LIMIT, "%s: %s is larger than the limit of %zu bytes", path, what, max);
-    }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
-    return TG_OK;
-}
-
 tg_status tgt_read(tg_ctx *ctx, const char *path, size_t max, const char *what, char **buf, size_t *len)
 {
-    *buf = NULL;
-    *len = 0;
-    if (!strcmp(path, "-")) return read_fd(ctx, 0, "(standard input)", max, what, buf, len);
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return tg_error(ctx, TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return tg_error(ctx, TG_ERR_IO, "%s: is a %s, not a regular file", path,
-                        S_ISDIR(st.st_mode) ? "directory" : S_ISFIFO(st.st_mode) ? "FIFO"
-                        : S_ISSOCK(st.st_mode) ? "socket" : "device");
-    int fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return tg_error(ctx, TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return tg_error(ctx, TG_ERR_IO, "%s: is not a regular file", path);
-    }
-    tg_status s = read_fd(ctx, fd, path, max, what, buf, len);
-    close(fd);
-    if (s) return s;
-    /* UTF-16/32 text read as bytes gives wrong columns: say so */
-    const unsigned char *u = (const unsigned char *)*buf;
-    const char *wide = NULL;
-    if (*len >= 4 && ((u[0] == 0xFF && u[1] == 0xFE && !u[2] && !u[3]) || (!u[0] && !u[1] && u[2] == 0xFE && u[3] == 0xFF)))
-        wide = "UTF-32";
-    else if (*len >= 2 && ((u[0] == 0xFF && u[1] == 0xFE) || (u[0] == 0xFE && u[1] == 0xFF)))
-        wide = "UTF-16";
-    else if (*len >= 4 && ((u[0] && !u[1] && u[2] && !u[3]) || (!u[0] && u[1] && !u[2] && u[3])))
-        wide = "UTF-16";
-    if (wide) {
-        free(*buf);
-        *buf = NULL;
-        return tg_error(ctx, TG_ERR_PARSE, "%s: this file is %s; save it as UTF-8", path, wide);
-    }
-    return TG_OK;
+    char msg[4400];
+    tg_status st = tg_file_read_as(path, what, max, 1, buf, len, msg, sizeof msg);
+    return st ? tg_error(ctx, st, "%s", msg) : TG_OK;
 }
 
 /* ---- UTF-8 and the vocabulary ------------------------------------------ */
