@@ -168,7 +168,7 @@ $(BUILD)/step: bench/step.c $(STATIC)
 
 # ---- fuzzing (issue 7): libFuzzer harnesses in tests/fuzz/, built by clang with
 # ASan + UBSan in build/fuzz (the library objects with -fsanitize=fuzzer-no-link).
-#   make fuzz             build the five harnesses
+#   make fuzz             build the harnesses
 #   make fuzz-short       each harness FUZZ_SECONDS (default 30), as `make check` does
 #   make fuzz-long        each harness 600 s (50 min); the summary is build/fuzz/logs/summary.txt
 # Seed corpora are copied from models/, tests/malformed/, tests/data/ and
@@ -179,7 +179,7 @@ $(BUILD)/step: bench/step.c $(STATIC)
 .PHONY: fuzz fuzz-short fuzz-long fuzz-corpus fuzz-run valgrind
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
-FUZZ_NAMES   := model expr data params all
+FUZZ_NAMES   := model expr data params all csv text
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_OUT     ?= $(FUZZ_BUILD)
 FUZZ_SECONDS ?= 30

@@ -6,7 +6,7 @@
 # to DIR stays.
 set -e
 dir=$1
-for n in model expr data params all; do mkdir -p "$dir/corpus/$n" "$dir/artifacts/$n"; done
+for n in model expr data params all csv text; do mkdir -p "$dir/corpus/$n" "$dir/artifacts/$n"; done
 put() { # put HARNESS FILE...
   h=$1; shift
   for f in "$@"; do cp "$f" "$dir/corpus/$h/$(echo "$f" | tr / _)"; done
@@ -15,5 +15,7 @@ models="models/*.yaml examples/adding/*.yaml tests/malformed/*.yaml tests/data/o
 put model $models
 put data examples/data/*.yaml tests/data/*.yaml
 put params examples/data/*.yaml tests/data/*.yaml
+put csv tests/data/series.csv
+put text README.md docs/limits.md models/char_rnn.yaml
 tests/fuzz/seed_expr.sh "$dir/corpus/expr" $models
 tests/fuzz/seed_all.sh "$dir/corpus/all"
