@@ -203,10 +203,12 @@ MT_TEST(limits, data_and_params_file_size, .timeout = 120)
     cr_expect_eq(tg_params_load(ps, m, path), TG_ERR_LIMIT);
     snprintf(want, sizeof want, "%s: the params file is larger than the limit of 67108864 bytes", path);
     cr_expect_str_eq(tg_errmsg(ctx), want);
-    /* at the limit, a params file is read (and this one sets nothing) */
+    /* at the limit, a params file is read (and this one, all comment, is refused for setting nothing) */
     b.s[0] = '#';
     write_file(path, b.s, b.len - 1);
-    cr_expect_eq(tg_params_load(ps, m, path), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(tg_params_load(ps, m, path), TG_ERR_PARSE, "%s", tg_errmsg(ctx));
+    snprintf(want, sizeof want, "%s:1:1: the params file is empty: it sets no parameter of model t", path);
+    cr_expect_str_eq(tg_errmsg(ctx), want);
     tg_params_free(ps);
     rm_dir(dir);
     free(b.s);
