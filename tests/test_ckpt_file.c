@@ -298,6 +298,7 @@ Test(ckpt_file, every_truncation_is_refused)
     const char *p = path("cut.tgckpt");
     for (size_t cut = 0; cut < n; cut++) {
         write_bytes(p, full, cut);
+        cr_assert_eq(tgc_is_checkpoint(p), cut > 0, "cut at %zu", cut);
         tgc_file *f = (tgc_file *)1;
         tg_status st = tgc_open(p, &f, msg, sizeof msg);
         cr_assert_eq(st, TG_ERR_PARSE, "cut at %zu of %zu: accepted", cut, n);
