@@ -9,7 +9,8 @@
 #include "cli.h"
 
 /* The next character of a UTF-8 string, read as the library reads text (tg_vocab): an
- * invalid byte b is the character U+DC80 + b.  Advances *p. */
+ * invalid byte b (0x80 to 0xFF) is the character U+DC00 + b, as Python's surrogateescape.
+ * Advances *p. */
 static uint32_t next_char(const unsigned char **p)
 {
     const unsigned char *s = *p;
@@ -30,7 +31,7 @@ static uint32_t next_char(const unsigned char **p)
         }
     }
     *p = s + 1;
-    return 0xDC80 + c;
+    return 0xDC00 + c;
 }
 
 static int sample(const cli_cmd *cmd, int argc, char **argv)
@@ -108,9 +109,9 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
             uint32_t cp = next_char(&c);
             if ((pidx[n_prime++] = tg_vocab_index(v, cp)) < 0) {
                 int byte = cp >= 0xDC80 && cp <= 0xDCFF;
-                rc = cli_error(CLI_USAGE, "tapegrad sample: --prime: %s%04X is not in the model's vocabulary "
+                rc = cli_error(CLI_USAGE, "tapegrad sample: --prime: %s%0*X is not in the model's vocabulary "
                                           "of %d characters", byte ? "the byte 0x" : "character U+",
-                               byte ? cp - 0xDC80 : cp, V);
+                               byte ? 2 : 4, byte ? cp - 0xDC00 : cp, V);
                 goto done;
             }
         }

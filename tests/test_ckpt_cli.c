@@ -265,12 +265,12 @@ Test(ckpt_cli, sample_reads_the_vocabulary_from_the_checkpoint)
     a = tool("sample", ck, "--prime", "caf€");
     cr_assert_eq(a.code, 2);
     cr_assert_str_eq(a.err, "tapegrad sample: --prime: character U+20AC is not in the model's vocabulary of "
-                            "15 characters\n");
+                            "16 characters\n");
     mt_result_free(&a);
     a = tool("sample", ck, "--prime", "\xff");
     cr_assert_eq(a.code, 2);
     cr_assert_str_eq(a.err, "tapegrad sample: --prime: the byte 0xFF is not in the model's vocabulary of "
-                            "15 characters\n");
+                            "16 characters\n");
     mt_result_free(&a);
 
     /* a checkpoint of a model trained on sequences has no vocabulary */
