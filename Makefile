@@ -179,7 +179,7 @@ $(BUILD)/step: bench/step.c $(STATIC)
 .PHONY: fuzz fuzz-short fuzz-long fuzz-corpus fuzz-run valgrind
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
-FUZZ_NAMES   := model expr data params all csv text
+FUZZ_NAMES   := model expr data params all ckpt csv text
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_OUT     ?= $(FUZZ_BUILD)
 FUZZ_SECONDS ?= 30
@@ -198,7 +198,7 @@ fuzz:
 	$(MAKE) $(FUZZ_BINS)
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_BUILD)/libtapegrad.a
-	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -O1 -g -Icore -Iops -Imodels $(DEPS_CFLAGS) \
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -O1 -g -Icore -Iops -Imodels -Itrain $(DEPS_CFLAGS) \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
 	    -o $@ $< $(FUZZ_BUILD)/libtapegrad.a $(DEPS_LIBS)
 
