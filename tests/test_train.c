@@ -486,7 +486,7 @@ Test(train, bad_flags_get_clear_errors_and_a_nonzero_exit)
     write_series("s.csv", 1, 4);
     struct { const char *args[12]; int rc; const char *says; } cases[] = {
         {{"train", model("elman.yaml"), "--data", "s.csv", "--epochs", "2", "--optimizer", "adamw"}, 2,
-         "--optimizer must be one of sgd|momentum|adam|rmsprop, not 'adamw'"},
+         "--optimizer must be one of sgd|momentum|adam|rmsprop|adagrad, not 'adamw'"},
         {{"train", model("elman.yaml"), "--data", "s.csv", "--epochs", "2", "--lr", "-1"}, 2, "--lr needs a number"},
         {{"train", model("elman.yaml"), "--epochs", "2"}, 2, "--data FILE is required"},
         {{"train", model("elman.yaml"), "--data", "s.csv"}, 2, "--epochs N is required"},

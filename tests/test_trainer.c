@@ -174,14 +174,17 @@ static const char *TEXT = "abcd abba dcba cab bad dab cad acdc baba dada\nabcd b
 Test(trainer, resume_is_bit_identical_for_every_optimizer_and_schedule)
 {
     char *data = series(7, 9);
-    static const tg_optim_kind kinds[] = {TG_OPTIM_SGD, TG_OPTIM_MOMENTUM, TG_OPTIM_ADAM, TG_OPTIM_RMSPROP};
+    static const tg_optim_kind kinds[] = {TG_OPTIM_SGD, TG_OPTIM_MOMENTUM, TG_OPTIM_ADAM, TG_OPTIM_RMSPROP,
+                                          TG_OPTIM_ADAGRAD};
     int cases = 0;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 5; k++)
         for (int s = 0; s <= TG_SCHED_PLATEAU; s++) {
             tg_train_opts o = tg_train_defaults();
             o.optim = tg_optim_defaults(kinds[k]);
             o.optim.lr = kinds[k] == TG_OPTIM_SGD ? 0.05 : 0.01;
             o.optim.clip = 5;
+            o.optim.clip_value = k == 4 ? 0.5 : 0; /* min-char-rnn's: clamped, eps under the root */
+            o.optim.eps_inside = k >= 2;
             o.epochs = 4;
             o.batch = 2;
             o.bptt = 4;
@@ -202,7 +205,7 @@ Test(trainer, resume_is_bit_identical_for_every_optimizer_and_schedule)
             free(a), free(b);
             cases++;
         }
-    cr_assert_eq(cases, 20);
+    cr_assert_eq(cases, 25);
     free(data);
 }
 
