@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "tapegrad.h"
 #include "ckpt_file.h"
@@ -672,4 +673,28 @@ Test(trainer, every_number_a_checkpoint_holds_is_range_checked)
     tg_params_free(ps);
     tg_model_free(m);
     free(data);
+}
+
+/* examples/train_char.c, as `make` builds it: trains, stops at step 10 with a
+ * checkpoint, resumes and finishes. */
+Test(trainer, the_example_trains_stops_and_resumes)
+{
+    const char *ex = getenv("TG_EXAMPLES"), *root = getenv("TG_ROOT");
+    cr_assert(ex && root, "TG_EXAMPLES and TG_ROOT are set by make test");
+    FILE *f = fopen(path("t.txt"), "w");
+    for (int i = 0; i < 30; i++) fputs(TEXT, f);
+    fclose(f);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s/train_char' '%s/models/char_rnn.yaml' '%s' '%s' > '%s' 2>&1", ex, root, path("t.txt"),
+             path("c.ckpt"), path("out"));
+    int rc = system(cmd);
+    static char out[1 << 14];
+    f = fopen(path("out"), "r");
+    size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    out[n] = 0;
+    if (f) fclose(f);
+    cr_assert_eq(WEXITSTATUS(rc), 0, "%s", out);
+    cr_assert(strstr(out, "stopped at step 10\n"), "%s", out);
+    cr_assert(strstr(out, "epoch 4: loss "), "%s", out);
+    cr_assert(strstr(out, "resumed, stopped at step "), "%s", out);
 }
