@@ -105,12 +105,12 @@ demo: all
 	$(BUILD)/examples/seed_bptt
 	@echo; echo "== 2. train the lecture's network on its sequence, then predict"
 	$(TOOL) train models/elman.yaml --data examples/data/seed.yaml --params examples/data/seed-params.yaml \
-	    --epochs 5000 --lr 0.05 --target 1e-4 --save $(DEMO)/seed.params
-	$(TOOL) run models/elman.yaml --data examples/data/seed.yaml --params $(DEMO)/seed.params
+	    --epochs 5000 --lr 0.05 --target 1e-4 --save $(DEMO)/seed.tgckpt
+	$(TOOL) run $(DEMO)/seed.tgckpt --data examples/data/seed.yaml
 	@echo; echo "== 3. a character-level model on $(CORPUS), then a sample"
 	$(TOOL) train models/char_rnn.yaml --data $(CORPUS) --batch 16 --bptt 64 --epochs 30 \
-	    --lr 0.003 --clip 5 --save $(DEMO)/chars.params
-	$(TOOL) sample models/char_rnn.yaml --params $(DEMO)/chars.params --temperature 0.7 --length 400
+	    --lr 0.003 --clip 5 --save $(DEMO)/chars.tgckpt
+	$(TOOL) sample $(DEMO)/chars.tgckpt --temperature 0.7 --length 400
 
 # Convergence of the examples (steps, seconds, final loss): measured, not a test.
 bench-convergence: all

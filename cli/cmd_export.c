@@ -1,7 +1,10 @@
 /* cmd_export.c — `tapegrad export CKPT --params OUT`: the parameters a checkpoint holds,
  * written as the readable YAML params file that --params reads (name -> nested lists),
  * for people, diffs and other tools. */
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 #include "cli.h"
 
 static int export_params(const cli_cmd *cmd, int argc, char **argv)
@@ -24,6 +27,8 @@ static int export_params(const cli_cmd *cmd, int argc, char **argv)
     if (rc) return rc < 0 ? CLI_OK : rc;
     const char *ckpt = pos[0], *out = o.params;
     if (!out) return cli_usage_error(cmd, "--params OUT is required (the YAML file to write)");
+    struct stat sb;
+    if (stat(ckpt, &sb) != 0) return cli_error(CLI_BAD_INPUT, "%s: %s", ckpt, strerror(errno));
     if (!tg_checkpoint_is(ckpt))
         return cli_error(CLI_BAD_INPUT, "%s: not a tapegrad checkpoint (export reads what tapegrad train "
                                         "--save writes)", ckpt);

@@ -2,10 +2,12 @@
  * `tapegrad train` on a text forward one step at a time, feeding each drawn
  * character back in, and prints the text it makes.  The checkpoint holds the
  * model, its parameters and the vocabulary. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "cli.h"
 
 /* The next character of a UTF-8 string, read as the library reads text (tg_vocab): an
@@ -61,6 +63,8 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
     int prc = cli_parse(cmd, &usage, opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (prc) return prc < 0 ? CLI_OK : prc;
     o.model = pos[0];
+    struct stat sb;
+    if (stat(o.model, &sb) != 0) return cli_error(CLI_BAD_INPUT, "%s: %s", o.model, strerror(errno));
     if (!tg_checkpoint_is(o.model))
         return cli_error(CLI_BAD_INPUT, "%s: not a tapegrad checkpoint (sample reads what tapegrad train "
                                         "--save writes)", o.model);

@@ -462,15 +462,13 @@ Test(train, a_character_model_learns_saves_its_vocabulary_and_samples)
               tg_vocab_char(v, 2) == 46 && tg_vocab_char(v, 3) == 97, "vocab not saved");
     tg_checkpoint_close(ck);
     tg_ctx_free(ctx);
-    rc = TOOL("sample", "c.params", "--length", "200",
-              "--seed", "2", "--temperature", "0.5");
+    rc = TOOL("sample", "c.params", "--length", "200", "--seed", "2", "--temperature", "0.5");
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert_eq(strlen(out), 200 + 1, "%zu chars: %s", strlen(out), out);
     for (char *c = out; *c; c++) cr_assert(strchr(" .\nthecatsonmdgwr", *c), "'%c' is not in the text", *c);
     static char first_sample[sizeof out];
     memcpy(first_sample, out, sizeof out);
-    rc = TOOL("sample", "c.params", "--length", "200",
-              "--seed", "2", "--temperature", "0.5");
+    rc = TOOL("sample", "c.params", "--length", "200", "--seed", "2", "--temperature", "0.5");
     cr_assert_str_eq(out, first_sample, "the same seed must give the same sample");
     /* a text with a character the checkpoint does not know */
     write_file("u.txt", "the cat sat on the mat!\n");
@@ -481,6 +479,7 @@ Test(train, a_character_model_learns_saves_its_vocabulary_and_samples)
     /* sample needs the vocabulary */
     rc = TOOL("sample", "missing.params");
     cr_assert_eq(rc, 3);
+    cr_assert_str_eq(err, "missing.params: No such file or directory\n");
 }
 
 Test(train, bad_flags_get_clear_errors_and_a_nonzero_exit)
