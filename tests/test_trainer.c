@@ -659,6 +659,10 @@ Test(trainer, every_number_a_checkpoint_holds_is_range_checked)
     cr_assert(strstr(tg_errmsg(ctx), "seed 1"), "%s", tg_errmsg(ctx));
     tg_trainer_free(t2);
     /* the checkpoint alone gives the model back */
+    size_t tl;
+    const char *mpath, *mtext = tg_checkpoint_model_text(ck, &tl, &mpath);
+    cr_assert(mtext && tl == strlen(ELMAN) && !memcmp(mtext, ELMAN, tl));
+    cr_assert_str_eq(mpath, "test.yaml");
     tg_model *m2 = tg_checkpoint_model(ck, NULL, 0);
     cr_assert_not_null(m2, "%s", tg_errmsg(ctx));
     cr_assert_str_eq(tg_model_name(m2), "elman");

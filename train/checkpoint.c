@@ -23,6 +23,7 @@ struct tg_checkpoint {
     tg_ctx *ctx;
     tgc_file *f;
     char *path;
+    char *model_path;        /* the model file's path when it was trained */
     tg_vocab *vocab;
 };
 
@@ -245,6 +246,9 @@ tg_checkpoint *tg_checkpoint_open(tg_ctx *ctx, const char *path)
     }
     tgc_section(c->f, "model", &cur);
     uint32_t content = tgc_get_u32(&cur);
+    size_t pl;
+    const char *mp = tgc_get_str(&cur, &pl);
+    if (!cur.err && (c->model_path = malloc(pl + 1))) memcpy(c->model_path, mp, pl), c->model_path[pl] = 0;
     if (!cur.err && content != CKPT_CONTENT) {
         tg_error(ctx, TG_ERR_PARSE, "%s: training content version %u; this tapegrad reads version %d", path, content,
                  CKPT_CONTENT);
@@ -275,6 +279,7 @@ void tg_checkpoint_close(tg_checkpoint *c)
     tgc_close(c->f);
     tg_vocab_free(c->vocab);
     free(c->path);
+    free(c->model_path);
     free(c);
 }
 
@@ -292,7 +297,7 @@ const char *tg_checkpoint_model_text(const tg_checkpoint *c, size_t *len, const 
     if (cur.err) return NULL;
     (void)p;
     if (len) *len = tl;
-    if (path) *path = p ? c->path : NULL;
+    if (path) *path = c->model_path;
     return t;
 }
 
