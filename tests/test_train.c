@@ -663,3 +663,27 @@ Test(train, the_progress_line_fits_a_40_column_terminal)
     }
     cr_assert_gt(lines, 0, "no progress line on the terminal: %s", buf);
 }
+
+Test(train, data_is_read_safely_a_fifo_utf16_and_bad_csv_are_refused_by_position)
+{
+    cr_assert_eq(mkfifo(path("fifo.txt"), 0600), 0);
+    int rc = TOOL("train", model("char_rnn.yaml"), "--data", "fifo.txt", "--epochs", "1");
+    cr_assert_eq(rc, 3, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "fifo.txt: cannot read the text: it is a FIFO, not a regular file"), "%s", err);
+    FILE *f = fopen(path("w.txt"), "wb");
+    fwrite("\xff\xfe" "a\0b\0c\0\n\0", 1, 10, f);
+    fclose(f);
+    rc = TOOL("train", model("char_rnn.yaml"), "--data", "w.txt", "--epochs", "1");
+    cr_assert_eq(rc, 3, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "w.txt: this file is UTF-16; save it as UTF-8"), "%s", err);
+    f = fopen(path("n.csv"), "wb");
+    fwrite("x[0],x[1],y\n1,2,3\n4,5\0,6\n", 1, 25, f);
+    fclose(f);
+    rc = TOOL("train", model("elman.yaml"), "--data", "n.csv", "--epochs", "1");
+    cr_assert_eq(rc, 3, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "tapegrad train: n.csv:3:4: a NUL byte in CSV data"), "%s", err);
+    write_file("i.csv", "x[0],x[1],y\n1,2,3\n4,inf,6\n");
+    rc = TOOL("train", model("elman.yaml"), "--data", "i.csv", "--epochs", "1");
+    cr_assert_eq(rc, 3, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "tapegrad train: i.csv:3:3: 'inf' is not a finite number"), "%s", err);
+}
