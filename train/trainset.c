@@ -478,8 +478,20 @@ tg_trainset *tg_trainset_csv_parse(tg_ctx *ctx, const tg_model *m, const char *f
         tg_error(ctx, TG_ERR_ARG, "tg_trainset_csv_parse: model and text are required");
         return NULL;
     }
+    /* strtod reads up to a terminator: parse a NUL-terminated copy */
+    char *own = malloc(len + 1);
+    if (!own) {
+        tg_error(ctx, TG_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(own, text, len);
+    own[len] = 0;
+    text = own;
     tg_trainset *s = set_new(ctx, TGT_SEQS, filename ? filename : "(csv)");
-    if (!s) return NULL;
+    if (!s) {
+        free(own);
+        return NULL;
+    }
     csv_col *cols = NULL;
     int *steps = NULL, n_cols = 0, n_seq = 0, cap_seq = 0, in_seq = 0;
     double *vals = NULL;
@@ -601,12 +613,12 @@ tg_trainset *tg_trainset_csv_parse(tg_ctx *ctx, const tg_model *m, const char *f
         }
     }
     if (items_make(s)) goto fail;
-    free(cols), free(steps), free(vals);
+    free(cols), free(steps), free(vals), free(own);
     return s;
 oom:
     tg_error(ctx, TG_ERR_NOMEM, "%s: out of memory", s->name);
 fail:
-    free(cols), free(steps), free(vals);
+    free(cols), free(steps), free(vals), free(own);
     tg_trainset_free(s);
     return NULL;
 }
