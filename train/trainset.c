@@ -286,16 +286,27 @@ tg_trainset *tg_trainset_text_parse(tg_ctx *ctx, const char *filename, const cha
         memcpy(c, vocab->chars, (size_t)vocab->n * sizeof *c);
         if (!(s->vocab = tgt_vocab_make(ctx, c, vocab->n))) goto fail;
     } else {
-        uint32_t *c = malloc(n * sizeof *c);
-        if (!c) {
+        /* the distinct code points, in order, from a bitmap of all of them */
+        uint64_t *seen = calloc(0x110000 / 64, sizeof *seen);
+        if (!seen) {
             tg_error(ctx, TG_ERR_NOMEM, "out of memory");
             goto fail;
         }
-        for (size_t i = 0; i < n; i++) c[i] = (uint32_t)s->sym[i];
-        qsort(c, n, sizeof *c, cmp_u32);
         int k = 0;
-        for (size_t i = 0; i < n; i++)
-            if (!k || c[k - 1] != c[i]) c[k++] = c[i];
+        for (size_t i = 0; i < n; i++) {
+            uint32_t cp = (uint32_t)s->sym[i];
+            if (!(seen[cp / 64] >> (cp % 64) & 1)) seen[cp / 64] |= (uint64_t)1 << (cp % 64), k++;
+        }
+        uint32_t *c = malloc((size_t)k * sizeof *c);
+        if (!c) {
+            free(seen);
+            tg_error(ctx, TG_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        int j = 0;
+        for (uint32_t w = 0; w < 0x110000 / 64; w++)
+            for (uint64_t b = seen[w]; b; b &= b - 1) c[j++] = w * 64 + (uint32_t)__builtin_ctzll(b);
+        free(seen);
         if (!(s->vocab = tgt_vocab_make(ctx, c, k))) goto fail;
     }
     /* pass 2: symbols; a character the given vocabulary lacks is positioned */
