@@ -115,9 +115,15 @@ typedef struct cli_session {
 
 /* Makes the context with --threads threads (default cli_default_threads()),
  * loads o->model (with --dim), initialises params from --seed, then reads
- * --params and --data if given.  On failure prints the message, closes the
+ * --params and --data if given.  o->model may be a checkpoint (tapegrad train
+ * --save): its model, with the best parameters it holds (the last ones when
+ * the run kept none).  On failure prints the message, closes the
  * session and returns the exit code. */
 int cli_open(cli_session *s, const cli_common *o);
+/* A model file, or the model a checkpoint holds (*ckpt then open: the caller
+ * closes it).  NULL with the error in ctx. */
+tg_model *cli_model_or_checkpoint(tg_ctx *ctx, const char *path, const cli_dims *dims,
+                                  tg_checkpoint **ckpt);
 void cli_close(cli_session *s);
 /* Prints tg_errmsg on stderr and returns the exit code for the last status. */
 int cli_fail(cli_session *s);

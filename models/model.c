@@ -592,8 +592,9 @@ tg_model *tg_model_parse(tg_ctx *ctx, const char *filename, const char *text, si
     m->loss_slot = -1;
     m->t_slot = -1;
     loader L = {m, NULL, ctx};
+    m->text_len = len;
     if (!(m->file = tgm_pstrdup(&m->pool, filename, strlen(filename))) ||
-        load(&L, text, len, dims, n_dims) != TG_OK) {
+        !(m->text = tgm_pstrdup(&m->pool, text, len)) || load(&L, text, len, dims, n_dims) != TG_OK) {
         if (!tg_status_last(ctx)) tg_error(ctx, TG_ERR_NOMEM, "out of memory");
         tg_model_free(m);
         return NULL;
