@@ -56,12 +56,21 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The shared library exports only what tapegrad.h declares (TG_API); the
+# static library keeps every symbol linkable for the tool, tests and bench.
+$(LIB_OBJ): CFLAGS += -fvisibility=hidden
+
 $(STATIC): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(SHARED): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,lib$(LIBNAME).so.0 $(LDFLAGS) -o $@ $^ $(DEPS_LIBS)
+$(BUILD)/tapegrad.map: core/tapegrad.h tests/exports.sh
+	@mkdir -p $(dir $@)
+	tests/exports.sh --map core/tapegrad.h > $@
+
+$(SHARED): $(LIB_OBJ) $(BUILD)/tapegrad.map
+	$(CC) -shared -Wl,-soname,lib$(LIBNAME).so.0 -Wl,--version-script=$(BUILD)/tapegrad.map $(LDFLAGS) \
+	    -o $@ $(LIB_OBJ) $(DEPS_LIBS)
 
 $(TOOL): $(CLI_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(DEPS_LIBS)
@@ -80,6 +89,7 @@ TEST_ENV = TG_TOOL=$(abspath $(TOOL)) TG_EXAMPLES=$(abspath $(BUILD)/examples) T
 # Criterion ignores how a test's process exits, so a sanitizer report inside a
 # passing test would go unseen: the log is scanned for one as well.
 test: all $(TESTS)
+	tests/exports.sh $(SHARED) core/tapegrad.h
 	@set -o pipefail; $(TEST_ENV) $(TESTS) --jobs 2 $(TESTFLAGS) 2>&1 | tee $(BUILD)/test.log
 	@! grep -n -E "LeakSanitizer|AddressSanitizer|runtime error:" $(BUILD)/test.log || \
 	  { echo "sanitizer reports above: failing"; exit 1; }

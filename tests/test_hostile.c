@@ -749,7 +749,7 @@ MT_TEST(oom, every_allocation_from_load_to_save, .timeout = 300)
     char dir[256], ckpt[300];
     tmp_dir(dir, sizeof dir);
     snprintf(ckpt, sizeof ckpt, "%s/lstm.params.yaml", dir);
-    static const tg_optim_kind kinds[] = {TG_OPTIM_SGD, TG_OPTIM_MOMENTUM, TG_OPTIM_ADAM, TG_OPTIM_RMSPROP};
+    static const tg_optim_kind kinds[] = {TG_OPTIM_SGD, TG_OPTIM_MOMENTUM, TG_OPTIM_ADAM, TG_OPTIM_RMSPROP, TG_OPTIM_ADAGRAD};
     {
         /* an existing checkpoint, then a chunk length that makes backward allocate */
         tg_ctx *ctx = tg_ctx_new(NULL);
@@ -770,7 +770,7 @@ MT_TEST(oom, every_allocation_from_load_to_save, .timeout = 300)
         cr_assert(chunk_steps <= 64, "backward never allocates");
         free(before);
     }
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < (int)(sizeof kinds / sizeof kinds[0]); k++) {
         /* an existing checkpoint: the model's params with seed 1 */
         tg_ctx *ctx = tg_ctx_new(NULL);
         tg_model *m = tg_model_load(ctx, "models/lstm.yaml", NULL, 0);
