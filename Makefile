@@ -93,6 +93,8 @@ test: all $(TESTS)
 	@set -o pipefail; $(TEST_ENV) $(TESTS) --jobs 2 $(TESTFLAGS) 2>&1 | tee $(BUILD)/test.log
 	@! grep -n -E "LeakSanitizer|AddressSanitizer|runtime error:" $(BUILD)/test.log || \
 	  { echo "sanitizer reports above: failing"; exit 1; }
+# The README quotes what the float build prints: its commands are run and compared.
+	$(if $(and $(filter float,$(REAL)),$(if $(SAN),,y)),tests/readme.sh)
 
 # The main job a newcomer runs after building (README): the lecture's BPTT
 # example, the lecture's network trained on its sequence and its predictions,

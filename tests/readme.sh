@@ -2,13 +2,18 @@
 # readme.sh [README] — keeps the README's quotes true: runs every `$ command` of its
 # indented code blocks from the repository's root (after `make`) and compares what the
 # command prints (stdout and stderr, line-buffered, as a terminal shows them in order) with
-# the lines quoted under it.  In a quote, a line `...` stands for any number of lines, and
-# timings are masked on both sides ("in 5s (159 steps/s)", "172 steps/s  ETA 4s",
-# "in 0.3s").  Commands write only into build/readme/, which the README creates.
+# the lines quoted under it.  In a quote, a line `...` (indented or not) stands for any
+# number of lines, and timings are masked on both sides ("in 5s (159 steps/s)",
+# "172 steps/s  ETA 4s", "in 0.3s").  Commands write only into build/readme/, which the README creates.
 # Prints a unified diff per command that differs, the command's whole output to paste
 # into the README, and exits 1 if any differed.
+#   tests/readme.sh --update   rewrites the quotes that differ with what the commands print
+#                              now, keeping each quote's elision: the lines before its `...`
+#                              and after it stay as many as they were
 set -u
 cd "$(dirname "$0")/.." || exit 2
+update=0
+if [ "${1:-}" = --update ]; then update=1; shift; fi
 readme=${1:-README.md}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tapegrad-readme.XXXXXX") || exit 2
 trap 'rm -rf "$work"' EXIT
@@ -30,18 +35,23 @@ fence { next }
     cmd = substr($0, 7)
     cont = sub(/\\$/, "", cmd)
     printf "%s", cmd > (dir "/" n ".cmd")
+    qfirst[n] = NR + 1; qlast[n] = NR
     next
 }
 incase && cont {
     line = $0; sub(/^ +/, "", line)
     cont = sub(/\\$/, "", line)
     printf " %s", line > (dir "/" n ".cmd")
+    qfirst[n] = NR + 1; qlast[n] = NR
     next
 }
-incase && /^    / { print substr($0, 5) > (dir "/" n ".want"); next }
+incase && /^    / { print substr($0, 5) > (dir "/" n ".want"); qlast[n] = NR; next }
 incase && /^$/ { print "" > (dir "/" n ".want"); next }
 { close_case() }
-END { close_case(); print n + 0 > (dir "/count") }
+END {
+    close_case(); print n + 0 > (dir "/count")
+    for (i = 1; i <= n; i++) print qfirst[i], qlast[i] > (dir "/" i ".range")
+}
 ' "$readme"
 
 # Timings differ from run to run: masked on both sides before comparing.
@@ -60,7 +70,7 @@ match() {
     { g[++ng] = $0 }
     function m(i, j,    k) {
         if (i > nw) return j > ng
-        if (w[i] == "...") {
+        if (w[i] ~ /^ *\.\.\.$/) {
             for (k = j; k <= ng + 1; k++) if (m(i + 1, k)) return 1
             return 0
         }
@@ -71,6 +81,25 @@ match() {
         while (ng && g[ng] == "") ng--
         exit m(1, 1) ? 0 : 1
     }' "$1" "$2"
+}
+
+# requote N: the new quote of case N in N.new, from N.got, keeping N.want's elision
+requote() {
+    awk -v want="$work/$1.want" '
+    BEGIN {
+        while ((getline l < want) > 0) w[++nw] = l
+        while (nw && w[nw] == "") nw--
+        for (i = 1; i <= nw; i++) if (w[i] ~ /^ *\.\.\.$/) { if (!e1) e1 = i; e2 = i }
+    }
+    { g[++ng] = $0 }
+    END {
+        while (ng && g[ng] == "") ng--
+        head = e1 ? e1 - 1 : ng; tail = e1 ? nw - e2 : 0
+        if (!e1 || head + tail >= ng) { for (i = 1; i <= ng; i++) print g[i]; exit }
+        for (i = 1; i <= head; i++) print g[i]
+        print w[e1]
+        for (i = ng - tail + 1; i <= ng; i++) print g[i]
+    }' "$work/$1.got" > "$work/$1.new"
 }
 
 mkdir -p build/readme
@@ -91,7 +120,31 @@ for ((i = 1; i <= count; i++)); do
         diff -u "$work/$i.wm" "$work/$i.gm" | tail -n +3 | sed 's/^/  /'
         echo "  the whole output, to quote:"
         sed 's/^/      /' "$work/$i.got"
+        [ $update = 1 ] && requote "$i"
     fi
 done
 echo "readme: $count commands, $failed differ from their quotes"
+if [ $update = 1 ] && [ "$failed" -gt 0 ]; then
+    # each replaced quote: its line range in the README and the new lines
+    awk -v dir="$work" -v count="$count" '
+    BEGIN {
+        for (i = 1; i <= count; i++) {
+            f = dir "/" i ".new"
+            if ((getline first < f) < 0) continue
+            close(f)
+            getline r < (dir "/" i ".range"); close(dir "/" i ".range")
+            split(r, ab, " "); from[i] = ab[1]; to[i] = ab[2]; start[ab[1]] = i
+        }
+    }
+    {
+        if (FNR in start) {
+            i = start[FNR]; f = dir "/" i ".new"
+            while ((getline l < f) > 0) print (l == "" ? "" : "    " l)
+            close(f); skip = to[i]
+        }
+        if (FNR <= skip) next
+        print
+    }' "$readme" > "$work/readme.new" && cp "$work/readme.new" "$readme"
+    echo "readme: $failed quotes rewritten in $readme; review them with git diff"
+fi
 [ "$failed" -eq 0 ]

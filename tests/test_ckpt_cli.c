@@ -5,6 +5,7 @@
  * checkpoint given to each command is refused with its exact message and exit status 3.
  * Checkpoints are made here through the library's trainer (tg_trainer_save). */
 #include <criterion/criterion.h>
+#include <math.h>
 #include "ckpt_file.h"
 #include "models_testutil.h"
 
@@ -282,4 +283,72 @@ Test(ckpt_cli, sample_reads_the_vocabulary_from_the_checkpoint)
              "on a text file\n", path("seed.tgckpt"));
     cr_assert_str_eq(a.err, want);
     mt_result_free(&a);
+}
+
+/* tests/data/ckpt-v1.tgckpt is a first-version checkpoint, checked in so that every later
+ * reader is held to it: made by a float build with
+ *   tapegrad train models/elman.yaml --data examples/data/seed.yaml \
+ *       --params examples/data/seed-params.yaml --epochs 3 --lr 0.05 --save tests/data/ckpt-v1.tgckpt
+ *   tapegrad export tests/data/ckpt-v1.tgckpt --params tests/data/ckpt-v1.yaml
+ * It must open, give the model and the parameters ckpt-v1.yaml lists, resume at step 3,
+ * and serve the commands. */
+Test(ckpt_cli, the_first_version_fixture_still_reads)
+{
+    mt_chdir_root();
+    const char *fx = "tests/data/ckpt-v1.tgckpt";
+    char msg[512];
+    tgc_file *f;
+    cr_assert_eq(tgc_open(fx, &f, msg, sizeof msg), TG_OK, "%s", msg);
+    const char *want[] = {"model", "opts", "params", "optim", "position"};
+    for (int i = 0; i < 5; i++) {
+        tgc_cur c;
+        cr_assert_eq(tgc_section(f, want[i], &c), 1, "section '%s'", want[i]);
+    }
+    tgc_close(f);
+
+    tg_ctx *ctx = tg_ctx_new(NULL);
+    tg_checkpoint *ck = tg_checkpoint_open(ctx, fx);
+    cr_assert_not_null(ck, "%s", tg_errmsg(ctx));
+    tg_model *m = tg_checkpoint_model(ck, NULL, 0);
+    cr_assert_not_null(m, "%s", tg_errmsg(ctx));
+    cr_assert_str_eq(tg_model_name(m), "elman");
+    tg_params *ps = tg_params_new(ctx), *expect = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 7), TG_OK);
+    cr_assert_eq(tg_checkpoint_params(ck, m, ps, 0), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_params_load(expect, m, "tests/data/ckpt-v1.yaml"), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_params_count(ps), 5);
+    for (int i = 0; i < tg_params_count(ps); i++) {
+        tg_tensor *a = tg_params_at(ps, i), *b = tg_params_find(expect, tg_params_name(ps, i));
+        cr_assert_not_null(b, "%s", tg_params_name(ps, i));
+        for (size_t k = 0; k < tg_size(a); k++) {
+            /* stored as binary32; the YAML holds each float's 9 significant digits */
+            double x = (double)tg_data(a)[k], y = (double)tg_data(b)[k];
+            cr_assert_leq(fabs(x - y), 1e-7 * fabs(y), "%s[%zu]: %.9g, want %.9g", tg_params_name(ps, i), k, x, y);
+        }
+    }
+    /* it resumes where it stopped */
+    tg_train_opts o;
+    cr_assert_eq(tg_checkpoint_opts(ck, &o), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(o.epochs, 3);
+    tg_dataset *d = tg_dataset_load(ctx, m, "examples/data/seed.yaml");
+    cr_assert_not_null(d, "%s", tg_errmsg(ctx));
+    tg_trainset *set = tg_trainset_sequences(ctx, m, d);
+    cr_assert_not_null(set, "%s", tg_errmsg(ctx));
+    tg_trainer *tr = tg_trainer_new(m, ps, &o);
+    cr_assert_not_null(tr, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_trainer_set_data(tr, set, NULL), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_trainer_resume(tr, ck), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_trainer_progress(tr)->step, 3);
+    tg_trainer_free(tr);
+    tg_trainset_free(set);
+    tg_params_free(expect);
+    tg_params_free(ps);
+    tg_model_free(m);
+    tg_checkpoint_close(ck);
+    tg_ctx_free(ctx);
+
+    mt_result r = tool("run", fx, "--data", "examples/data/seed.yaml");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "step 3  o = "), "%s", r.out);
+    mt_result_free(&r);
 }

@@ -157,7 +157,9 @@ void tgc_cur_fail(tgc_cur *c, const char *what)
     char name[TGC_MAX_NAME + 1];
     snprintf(name, sizeof name, "%.32s", c->msg);
     c->err = 1;
-    if (name[0]) snprintf(c->msg, sizeof c->msg, "section '%s': %s", name, what);
+    /* a long description is cut to fit msg, keeping the section's name */
+    if (name[0]) snprintf(c->msg, sizeof c->msg, "section '%s': %.*s", name,
+                          (int)(sizeof c->msg - strlen(name) - 14), what);
     else snprintf(c->msg, sizeof c->msg, "%s", what);
 }
 

@@ -2,8 +2,10 @@
  * opened as a file (tgc_open through a memfd path), then again with its checksums
  * recomputed so that mutations reach the sections' contents; every section of a file that
  * opens is read with the decoder (a walk of mixed reads the payload itself steers); and the
- * raw input is decoded as one section.  A refusal must name the file; a decoder error must
- * leave a message and never read past the section.
+ * raw input is decoded as one section; the checksum-fixed bytes also go through the
+ * trainer's reader (tg_checkpoint_open, its model, options and parameters), whose range
+ * checks must refuse with a message what the container lets through.  A refusal must name
+ * the file; a decoder error must leave a message and never read past the section.
  * Seeds: FUZZ_CKPT_SEEDS=DIR build/fuzz/fuzz_ckpt writes a few valid checkpoints into
  * DIR and exits (tests/fuzz/corpus.sh does this). */
 #include "fuzz_util.h"
@@ -155,6 +157,40 @@ static void write_seeds(const char *dir)
     write_seed(dir, "walk.tgckpt", w);
 }
 
+static tg_ctx *ctx;
+
+/* The trainer's reader on a file that passed the container's checks. */
+static void trainer_reader(const unsigned char *b, size_t size)
+{
+    char path[64];
+    int fd = fz_memfd(b, size, path, sizeof path);
+    tg_clear_error(ctx);
+    tg_checkpoint *c = tg_checkpoint_open(ctx, path);
+    if (!c) {
+        fz_expect_message(ctx, "tg_checkpoint_open");
+    } else {
+        tg_train_opts o;
+        if (tg_checkpoint_opts(c, &o) != TG_OK) fz_expect_message(ctx, "tg_checkpoint_opts");
+        tg_model *m = tg_checkpoint_model(c, NULL, 0);
+        if (!m) {
+            fz_expect_message(ctx, "tg_checkpoint_model");
+        } else {
+            tg_params *ps = tg_params_new(ctx);
+            for (int best = 0; ps && best < 2; best++)
+                if (tg_checkpoint_params(c, m, ps, best) != TG_OK) fz_expect_message(ctx, "tg_checkpoint_params");
+            tg_params_free(ps);
+            tg_model_free(m);
+        }
+        const tg_vocab *v = tg_checkpoint_vocab(c);
+        for (int i = 0; v && i < tg_vocab_size(v); i++) {
+            char u[4];
+            if (tg_vocab_utf8(v, i, u) < 1) abort();
+        }
+        tg_checkpoint_close(c);
+    }
+    close(fd);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *seeds = getenv("FUZZ_CKPT_SEEDS");
@@ -162,6 +198,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         write_seeds(seeds);
         exit(0);
     }
+    ctx = tg_ctx_new(NULL);
     return 0;
 }
 
@@ -180,6 +217,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         f = NULL;
         st = tgc_open_mem(fixed, size, "fixed", &f, msg, sizeof msg);
         check_open("fixed", st, f, msg);
+        if (st == TG_OK) trainer_reader(fixed, size);
         tgc_close(f);
         free(fixed);
     }
