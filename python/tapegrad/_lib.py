@@ -8,6 +8,7 @@ tg_real, so each gets its own FFI instance: libtapegrad.so (float32) and
 libtapegrad64.so (float64).
 """
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -291,5 +292,12 @@ def load(dtype):
         ffi.cdef(LIBC_CDEF)
         lib = ffi.dlopen(str(path))
         libc = ffi.dlopen(None)
+        # cffi resolves a function at its first use under a lock of its own; a
+        # finalizer that the garbage collector runs in the middle of that and
+        # calls a function not yet used would wait for ever.  Resolve all now.
+        for name in re.findall(r"\b(tg_\w+)\s*\(", CDEF):
+            getattr(lib, name)
+        for name in ("open_memstream", "fclose", "free"):
+            getattr(libc, name)
         _cache[dtype] = Lib(dtype, ffi, lib, libc, path)
         return _cache[dtype]

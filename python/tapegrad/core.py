@@ -86,7 +86,7 @@ def check_array_dtype(name, a, dtype, casting):
             raise DTypeError("%s: expected numbers of dtype %s, given dtype %s" % (name, dtype, a.dtype))
         if not np.can_cast(a.dtype, dtype, casting):
             raise DTypeError(
-                "%s: given dtype %s, the model's dtype is %s: converting would round (pass an array of "
+                "%s: given dtype %s, the model's dtype is %s: converting could lose precision (pass an array of "
                 "dtype %s, or create the model with casting='same_kind' to round to nearest)"
                 % (name, a.dtype, dtype, dtype))
         a = a.astype(dtype)
@@ -452,7 +452,15 @@ class Tape:
         return Tensor(self, t, self._gen)
 
     def zeros(self, shape, requires_grad=False):
-        return self.input(np.zeros(shape, self._L.dtype), requires_grad)
+        """A leaf of zeros, allocated by the library (no numpy array in between)."""
+        shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        if len(shape) not in (1, 2):
+            raise ValueError("a tensor has 1 or 2 dimensions, given shape %s" % list(shape))
+        t = self._L.lib.tg_input(self._ptr, shape[0], shape[1] if len(shape) == 2 else 0,
+                                 self._L.ffi.NULL, int(bool(requires_grad)))
+        if t == self._L.ffi.NULL:
+            self._ctx.fail()
+        return Tensor(self, t, self._gen)
 
     def apply(self, op, *args):
         """Records op on the given tensors (first) and numeric attributes (after)."""
