@@ -213,6 +213,14 @@ def view(owner, L, ptr, shape, readonly=False):
 
 
 # ---- parameters ---------------------------------------------------------------------------------
+class _Handle:
+    """Keeps a context alive; its finalizer frees the C object it stands for."""
+    __slots__ = ("ctx", "__weakref__")
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+
 class Params(Mapping):
     """Named parameters in one contiguous buffer (a tg_params).
 
@@ -228,7 +236,11 @@ class Params(Mapping):
         self._L = ctx._L
         self._ptr = ptr
         self._model = model
-        ctx._owner.add(self, ctx._L.lib.tg_params_free, ptr)
+        # numpy arrays take no part in garbage collection, so views that kept
+        # this object alive would make an uncollectable cycle through the view
+        # cache: they keep a handle that owns the C memory instead
+        self._h = _Handle(ctx)
+        ctx._owner.add(self._h, ctx._L.lib.tg_params_free, ptr)
         self._views = None
         self._grad = None
 
@@ -246,13 +258,13 @@ class Params(Mapping):
                 shape = (lib.tg_rows(t),) if lib.tg_ndim(t) == 1 else (lib.tg_rows(t), lib.tg_cols(t))
                 off = lib.tg_data(t) - vals
                 shapes[name] = shape
-                views[name] = view(self, self._L, vals + off, shape)
-                gviews[name] = view(self, self._L, grads + off, shape)
+                views[name] = view(self._h, self._L, vals + off, shape)
+                gviews[name] = view(self._h, self._L, grads + off, shape)
             self._shapes = shapes
             self._views = views
             self._grad = Grads(gviews)
-            self._flat = view(self, self._L, vals, (total,)) if total else np.zeros(0, self._L.dtype)
-            self._gflat = view(self, self._L, grads, (total,)) if total else np.zeros(0, self._L.dtype)
+            self._flat = view(self._h, self._L, vals, (total,)) if total else np.zeros(0, self._L.dtype)
+            self._gflat = view(self._h, self._L, grads, (total,)) if total else np.zeros(0, self._L.dtype)
         return self._views
 
     def add(self, name, shape):

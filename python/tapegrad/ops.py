@@ -140,7 +140,9 @@ def register_op(name, forward, backward=None, *, shape=None, arity=1, n_attrs=0)
     attrs) -> one gradient (or None) per input, each in that input's shape
     (None: the op has no gradient).  shape(in_shapes, attrs) -> (rows, cols),
     raising ValueError with a message for shapes the op refuses; the default
-    gives the first input's shape.  in_shapes and arrays are 2-D: a [n]
+    gives the first input's shape.  A model's static check calls it with a
+    stand-in number for the batch B, so a rule must hold for any number of
+    columns.  in_shapes and arrays are 2-D: a [n]
     tensor is n x 1.  arity: the number of inputs (-1: any number >= 1);
     n_attrs: numeric attributes (0 to 4), written after the tensors in YAML
     (myop(x, 0.5)) and tape.apply.  Names are unique: registering one again
@@ -153,10 +155,10 @@ def register_op(name, forward, backward=None, *, shape=None, arity=1, n_attrs=0)
             from .errors import ArgError
             raise ArgError("op_register: an op named '%s' already exists" % name)
         op = _Op(name, forward, backward, shape, int(arity), int(n_attrs))
-        # the library checks the name, arity and attributes: a scratch context of each
-        # loaded precision says no before anything is kept
+        # the library checks the name, arity and attributes: a scratch context
+        # says no before anything is kept
         probe = Context("float32")
-        op.install(probe)
+        probe.check(probe._L.lib.tg_op_register(probe._ptr, op.spec(probe._L)))
         _registry[name] = op
         for ctx in list(_live):
             op.install(ctx)
