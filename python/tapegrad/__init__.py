@@ -20,3 +20,11 @@ __all__ = ["Error", "ArgError", "ShapeError", "NoMemoryError", "NotFoundError", 
            "ParseError", "IOError", "LimitError", "CheckError", "DTypeError",
            "Context", "Tape", "Tensor", "Params", "Grads", "register_op", "registered_ops",
            "Model", "Outputs", "CheckResult"]
+
+
+def __getattr__(name):
+    # tapegrad.torch is imported on first use: torch is optional
+    if name == "torch":
+        import importlib
+        return importlib.import_module(".torch", __name__)
+    raise AttributeError("module 'tapegrad' has no attribute %r" % name)
