@@ -13,13 +13,14 @@ from .errors import (Error, ArgError, ShapeError, NoMemoryError, NotFoundError, 
 from .core import Context, Tape, Tensor, Params, Grads
 from .ops import register_op, registered_ops
 from .model import Model, Outputs, CheckResult
+from .train import Trainer, TrainSet, Progress, load_checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = ["Error", "ArgError", "ShapeError", "NoMemoryError", "NotFoundError", "NonFiniteError",
            "ParseError", "IOError", "LimitError", "CheckError", "DTypeError",
            "Context", "Tape", "Tensor", "Params", "Grads", "register_op", "registered_ops",
-           "Model", "Outputs", "CheckResult"]
+           "Model", "Outputs", "CheckResult", "Trainer", "TrainSet", "Progress", "load_checkpoint"]
 
 
 def __getattr__(name):

@@ -220,6 +220,102 @@ typedef struct tg_unroll {
     tg_tensor **state;
 } tg_unroll;
 tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u);
+
+typedef struct tg_vocab tg_vocab;
+tg_vocab *tg_vocab_new(tg_ctx *ctx, const uint32_t *chars, int n);
+void tg_vocab_free(tg_vocab *v);
+int tg_vocab_size(const tg_vocab *v);
+uint32_t tg_vocab_char(const tg_vocab *v, int i);
+int tg_vocab_index(const tg_vocab *v, uint32_t cp);
+int tg_vocab_utf8(const tg_vocab *v, int i, char out[4]);
+typedef struct tg_trainset tg_trainset;
+tg_trainset *tg_trainset_sequences(tg_ctx *ctx, const tg_model *m, tg_dataset *d);
+tg_trainset *tg_trainset_csv(tg_ctx *ctx, const tg_model *m, const char *path);
+tg_trainset *tg_trainset_csv_parse(tg_ctx *ctx, const tg_model *m, const char *filename,
+                                   const char *text, size_t len);
+tg_trainset *tg_trainset_text(tg_ctx *ctx, const char *path, const tg_vocab *vocab);
+tg_trainset *tg_trainset_text_parse(tg_ctx *ctx, const char *filename, const char *text, size_t len,
+                                    const tg_vocab *vocab);
+tg_trainset *tg_trainset_load(tg_ctx *ctx, const tg_model *m, const char *path, const tg_vocab *vocab);
+void tg_trainset_free(tg_trainset *s);
+int tg_trainset_is_text(const tg_trainset *s);
+size_t tg_trainset_length(const tg_trainset *s);
+const tg_vocab *tg_trainset_vocab(const tg_trainset *s);
+tg_trainset *tg_trainset_split(tg_trainset *s, double fraction);
+typedef enum tg_reduction {
+    TG_REDUCE_MEAN,
+    TG_REDUCE_SUM
+} tg_reduction;
+typedef enum tg_schedule {
+    TG_SCHED_CONSTANT, TG_SCHED_STEP, TG_SCHED_EXP, TG_SCHED_COSINE, TG_SCHED_PLATEAU
+} tg_schedule;
+const char *tg_schedule_name(tg_schedule s);
+int tg_schedule_parse(const char *name);
+typedef struct tg_train_opts {
+    tg_optim_opts optim;
+    int epochs;
+    uint64_t max_steps;
+    int batch;
+    int bptt;
+    int accumulate;
+    tg_reduction reduction;
+    tg_schedule schedule;
+    int warmup;
+    double gamma;
+    int step_size;
+    int plateau_patience;
+    double target;
+    int patience;
+    uint64_t seed;
+} tg_train_opts;
+tg_train_opts tg_train_defaults(void);
+typedef struct tg_train_progress {
+    int epoch, epochs;
+    uint64_t step, total_steps;
+    double loss;
+    double step_loss;
+    double valid_loss;
+    double best_valid_loss;
+    double lr, grad_norm;
+    double seconds;
+    int epoch_end;
+} tg_train_progress;
+typedef enum tg_train_end {
+    TG_END_NONE,
+    TG_END_EPOCHS,
+    TG_END_MAX_STEPS,
+    TG_END_TARGET,
+    TG_END_PATIENCE,
+    TG_END_STOPPED
+} tg_train_end;
+typedef struct tg_trainer tg_trainer;
+tg_trainer *tg_trainer_new(const tg_model *m, tg_params *ps, const tg_train_opts *opts);
+void tg_trainer_free(tg_trainer *tr);
+tg_status tg_trainer_set_data(tg_trainer *tr, const tg_trainset *train, const tg_trainset *valid);
+tg_status tg_trainer_step(tg_trainer *tr);
+tg_status tg_trainer_epoch(tg_trainer *tr);
+tg_status tg_trainer_run(tg_trainer *tr);
+tg_train_end tg_trainer_end(const tg_trainer *tr);
+tg_status tg_trainer_evaluate(tg_trainer *tr, const tg_trainset *set, double *loss);
+void tg_trainer_stop(tg_trainer *tr);
+typedef int (*tg_train_progress_fn)(const tg_train_progress *p, void *user);
+void tg_trainer_set_progress(tg_trainer *tr, tg_train_progress_fn fn, void *user);
+const tg_train_progress *tg_trainer_progress(const tg_trainer *tr);
+const tg_train_opts *tg_trainer_opts(const tg_trainer *tr);
+tg_optim *tg_trainer_optim(tg_trainer *tr);
+typedef int (*tg_train_reduce_fn)(tg_real *grads, size_t n, double *stats, int n_stats, void *user);
+void tg_trainer_set_reduce(tg_trainer *tr, tg_train_reduce_fn fn, void *user);
+tg_status tg_trainer_save(tg_trainer *tr, const char *path);
+typedef struct tg_checkpoint tg_checkpoint;
+tg_checkpoint *tg_checkpoint_open(tg_ctx *ctx, const char *path);
+void tg_checkpoint_close(tg_checkpoint *c);
+int tg_checkpoint_is(const char *path);
+tg_model *tg_checkpoint_model(tg_checkpoint *c, const tg_dim *dims, int n_dims);
+const char *tg_checkpoint_model_text(const tg_checkpoint *c, size_t *len, const char **path);
+tg_status tg_checkpoint_params(tg_checkpoint *c, const tg_model *m, tg_params *ps, int best);
+const tg_vocab *tg_checkpoint_vocab(const tg_checkpoint *c);
+tg_status tg_checkpoint_opts(const tg_checkpoint *c, tg_train_opts *opts);
+tg_status tg_trainer_resume(tg_trainer *tr, tg_checkpoint *c);
 """
 
 # The C library's stdio, for dumps and gradient-check reports into memory.

@@ -62,7 +62,7 @@ class Model:
     """
 
     def __init__(self, path=None, dims=None, dtype="float32", *, text=None, casting="safe", threads=1,
-                 detect_anomaly=False, ctx=None):
+                 detect_anomaly=False, ctx=None, _ptr=None):
         if ctx is None:
             ctx = Context(dtype, casting=casting, threads=threads)
         elif dtype != "float32" and np.dtype(dtype).name != ctx.dtype:
@@ -82,6 +82,8 @@ class Model:
             fname = (path if path is not None else "<string>")
             data = text.encode() if isinstance(text, str) else bytes(text)
             ptr = lib.tg_model_parse(ctx._ptr, os.fsencode(fname), data, len(data), darr, len(dims))
+        elif _ptr is not None:
+            ptr = _ptr
         else:
             if path is None:
                 raise TypeError("Model() needs a path or text=")
@@ -98,6 +100,7 @@ class Model:
         self._gen = 0
         self._describe()
         self._u = ffi.new("tg_unroll *")
+        self._last = None
         self._anomaly = False
         self.detect_anomaly = detect_anomaly
 
@@ -348,9 +351,11 @@ class Model:
         self._u.params = p._ptr
         loss = ffi.NULL
         last = None
+        self._last = None
         for s in seqs:
             u = self._unroll(s, each_op, with_targets)
             last = u
+            self._last = (s, self._gen)
             if u.loss != ffi.NULL:
                 if loss == ffi.NULL:
                     loss = u.loss
@@ -409,6 +414,21 @@ class Model:
         loss, _ = self._record(p, seqs)
         self._ctx.check(0)
         return self._L.lib.tg_item(loss)
+
+    def last_state(self):
+        """The states after the last step of the last sequence that loss_and_grad,
+        loss or run recorded: {name: [rows, B]} (or [rows]), copies.  Pass them as
+        state= to continue (truncated BPTT, as min-char-rnn carries hprev)."""
+        if self._last is None or self._last[1] != self._gen:
+            raise Error("nothing recorded yet")
+        s = self._last[0]
+        lib = self._L.lib
+        out = {}
+        for i, (name, rows) in enumerate(self.states.items()):
+            t = self._u.state[i]
+            a = view(None, self._L, lib.tg_data(t), (lib.tg_rows(t), lib.tg_cols(t))).copy()
+            out[name] = a.reshape(rows) if s.flat else a
+        return out
 
     def run(self, p, data=None, *, state=None, **arrays):
         """Forward only: every output at every step (an Outputs dict, see there).
