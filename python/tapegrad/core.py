@@ -243,6 +243,7 @@ class Params(Mapping):
         ctx._owner.add(self._h, ctx._L.lib.tg_params_free, ptr)
         self._views = None
         self._grad = None
+        self._checked = False
 
     # -- layout
     def _layout(self):

@@ -128,6 +128,7 @@ class Model:
         self._in_ptrs = ffi.new("tg_real *[]", max(1, len(self.inputs)))
         self._tg_ptrs = ffi.new("tg_real *[]", max(1, len(self.targets)))
         self._st_ptrs = ffi.new("tg_real *[]", max(1, len(self.states)))
+        self._arr_type = ffi.typeof("tg_real[]")
 
     @property
     def dtype(self):
@@ -177,18 +178,22 @@ class Model:
         self._ctx.check(self._L.lib.tg_params_save(p._ptr, self._ptr, os.fsencode(path)))
 
     def _own(self, p):
+        if type(p) is Params and p._model is self and p._checked:
+            return
         if not isinstance(p, Params):
             raise TypeError("expected tapegrad.Params (from init_params or load_params), given %s"
                             % type(p).__name__)
         if p._ctx is not self._ctx:
             raise ValueError("these parameters belong to another model's context")
-        if p._views is not None and any(p._shapes.get(k) != v for k, v in self.params.items()):
-            for k, v in self.params.items():
-                if k not in p._shapes:
-                    raise ValueError("the parameters lack '%s', which the model declares" % k)
-                if p._shapes[k] != v:
-                    raise ValueError("%s: the model declares shape %s, the parameters have %s"
-                                     % (k, _shape_str(v), _shape_str(p._shapes[k])))
+        shapes = p.shapes
+        for k, v in self.params.items():
+            if k not in shapes:
+                raise ValueError("the parameters lack '%s', which the model declares" % k)
+            if shapes[k] != v:
+                raise ValueError("%s: the model declares shape %s, the parameters have %s"
+                                 % (k, _shape_str(v), _shape_str(shapes[k])))
+        if p._model is self:
+            p._checked = True  # its parameters cannot change any more: views are out
 
     # -- data
     def load_data(self, path):
@@ -231,54 +236,47 @@ class Model:
     def _seq(self, arrays, need_targets, state=None):
         """Checks one sequence's arrays (shapes, dtypes) and keeps them for the call."""
         dtype, casting = self._L.dtype, self._ctx.casting
+        inputs, targets = self.inputs, self.targets
         for k in arrays:
-            if k not in self.inputs and k not in self.targets:
+            if k not in inputs and k not in targets:
                 raise TypeError("%s: the model %s has no input or target of that name (inputs: %s; targets: %s)"
-                                % (k, self.name, ", ".join(self.inputs) or "none", ", ".join(self.targets) or "none"))
+                                % (k, self.name, ", ".join(inputs) or "none", ", ".join(targets) or "none"))
         s = _Seq()
-        s.keep = []
-        s.T = s.B = None
-        s.flat = None
-        first = None
-
-        def take(name, rows):
-            a = check_array_dtype(name, arrays[name], dtype, casting)
-            nonlocal first
-            if a.ndim == 3:
-                T, r, B = a.shape
-                flat = False
-            elif a.ndim == 2:
-                (T, r), B = a.shape, 1
-                flat = True
-            else:
-                T = None
-            if s.T is None:
-                want = "[T, %d, B] or [T, %d]" % (rows, rows)
-            else:
-                want = (("[%d, %d]" % (s.T, rows)) if s.flat else ("[%d, %d, %d]" % (s.T, rows, s.B)))
-                want += " (T%s from %s)" % ("" if s.flat else " and B", first)
-            if T is None or r != rows or T < 1 or B < 1 or (s.T is not None and (
-                    T != s.T or B != s.B or flat != s.flat)):
-                raise ValueError("%s: expected shape %s, given %s" % (name, want, _shape_str(a.shape)))
-            if s.T is None:
-                s.T, s.B, s.flat, first = T, B, flat, name
-            s.keep.append(a)
-            return a
-
-        ffi = self._L.ffi
-        s.inputs = []
-        for name, rows in self.inputs.items():
-            if name not in arrays:
-                raise TypeError("%s: missing input (the model %s reads %s at every step)"
-                                % (name, self.name, name))
-            s.inputs.append(take(name, rows))
-        s.targets = None
-        if self.targets and (need_targets or any(k in arrays for k in self.targets)):
-            s.targets = []
-            for name, rows in self.targets.items():
-                if name not in arrays:
+        s.keep = keep = []
+        T = B = flat = first = None
+        with_targets = bool(targets) and (need_targets or any(k in arrays for k in targets))
+        s.inputs, s.targets = [], ([] if with_targets else None)
+        for role, names, out in ((ROLE_INPUT, inputs, s.inputs), (ROLE_TARGET, targets, s.targets)):
+            if out is None:
+                continue
+            for name, rows in names.items():
+                a = arrays.get(name)
+                if a is None:
+                    if role == ROLE_INPUT:
+                        raise TypeError("%s: missing input (the model %s reads %s at every step)"
+                                        % (name, self.name, name))
                     raise TypeError("%s: missing target (the loss reads it)" % name)
-                s.targets.append(take(name, rows))
+                if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
+                    a = check_array_dtype(name, a, dtype, casting)
+                shape = a.shape
+                if len(shape) == 3:
+                    t, r, b, f = shape[0], shape[1], shape[2], False
+                elif len(shape) == 2:
+                    t, r, b, f = shape[0], shape[1], 1, True
+                else:
+                    t = r = b = f = None
+                if (r != rows or not t or not b or (first is not None and (t != T or b != B or f != flat))):
+                    if first is None:
+                        want = "[T, %d, B] or [T, %d]" % (rows, rows)
+                    else:
+                        want = ("[%d, %d]" % (T, rows)) if flat else ("[%d, %d, %d]" % (T, rows, B))
+                        want += " (T%s from %s)" % ("" if flat else " and B", first)
+                    raise ValueError("%s: expected shape %s, given %s" % (name, want, _shape_str(shape)))
+                if first is None:
+                    T, B, flat, first = t, b, f, name
+                keep.append(a)
+                out.append(a)
+        s.T, s.B, s.flat = T, B, flat
         s.state0 = None
         if state:
             s.state0 = []
@@ -322,18 +320,21 @@ class Model:
         u.t0 = 0
         u.steps = s.T
         u.seq_steps = s.T
+        arr = self._arr_type
+        ins = self._in_ptrs
         for i, a in enumerate(s.inputs):
-            self._in_ptrs[i] = ffi.cast("tg_real *", ffi.from_buffer(a))
-        u.inputs = self._in_ptrs
+            ins[i] = ffi.from_buffer(arr, a)
+        u.inputs = ins
         if s.targets is not None and with_targets:
+            tgs = self._tg_ptrs
             for i, a in enumerate(s.targets):
-                self._tg_ptrs[i] = ffi.cast("tg_real *", ffi.from_buffer(a))
-            u.targets = self._tg_ptrs
+                tgs[i] = ffi.from_buffer(arr, a)
+            u.targets = tgs
         else:
             u.targets = ffi.NULL
         if s.state0 is not None:
             for i, a in enumerate(s.state0):
-                self._st_ptrs[i] = ffi.NULL if a is None else ffi.cast("tg_real *", ffi.from_buffer(a))
+                self._st_ptrs[i] = ffi.NULL if a is None else ffi.from_buffer(arr, a)
             u.state0 = self._st_ptrs
         else:
             u.state0 = ffi.NULL
