@@ -318,6 +318,12 @@ tg_status tg_checkpoint_opts(const tg_checkpoint *c, tg_train_opts *opts);
 tg_status tg_trainer_resume(tg_trainer *tr, tg_checkpoint *c);
 """
 
+# Declarations that only some versions of the library have: resolved when
+# present (Lib.has(name) says), never required.
+OPTIONAL_CDEF = r"""
+int tg_model_var_flags(const tg_model *m, tg_model_role role, int i, int *vocab);
+"""
+
 # The C library's stdio, for dumps and gradient-check reports into memory.
 LIBC_CDEF = r"""
 FILE *open_memstream(char **ptr, size_t *sizeloc);
@@ -326,6 +332,7 @@ void free(void *ptr);
 """
 
 TG_MODEL_BATCH = -1
+TG_VAR_PER_SEQUENCE, TG_VAR_REVERSE, TG_VAR_INDEX = 1, 2, 4
 TG_MAX_THREADS = 64
 
 _NAMES = {"float32": ("libtapegrad", "float", "build/float"),
@@ -343,6 +350,11 @@ class Lib:
         self.path = path
         self.real = "float" if dtype == "float32" else "double"
         self.real_size = ffi.sizeof("tg_real")
+        self.optional = set()
+
+    def has(self, name):
+        """Whether this library has an optional function (OPTIONAL_CDEF)."""
+        return name in self.optional
 
 
 def candidates(dtype):
@@ -385,6 +397,7 @@ def load(dtype):
                    "" if real == "float" else " REAL=double"))
         ffi = cffi.FFI()
         ffi.cdef(CDEF.replace("TG_REAL", real))
+        ffi.cdef(OPTIONAL_CDEF)
         ffi.cdef(LIBC_CDEF)
         lib = ffi.dlopen(str(path))
         libc = ffi.dlopen(None)
@@ -393,7 +406,15 @@ def load(dtype):
         # calls a function not yet used would wait for ever.  Resolve all now.
         for name in re.findall(r"\b(tg_\w+)\s*\(", CDEF):
             getattr(lib, name)
+        have = set()
+        for name in re.findall(r"\b(tg_\w+)\s*\(", OPTIONAL_CDEF):
+            try:
+                getattr(lib, name)
+                have.add(name)
+            except AttributeError:
+                pass
         for name in ("open_memstream", "fclose", "free"):
             getattr(libc, name)
         _cache[dtype] = Lib(dtype, ffi, lib, libc, path)
+        _cache[dtype].optional = have
         return _cache[dtype]

@@ -4,7 +4,7 @@ import os
 import numpy as np
 
 from .core import Context, Params, Tensor, check_array_dtype, dump_tape, take_pending, view, with_memstream
-from .errors import CheckError, Error, NonFiniteError
+from .errors import CheckError, DTypeError, Error, NonFiniteError
 
 __all__ = ["Model", "Outputs", "CheckResult"]
 
@@ -125,6 +125,21 @@ class Model:
         self._outputs = vars_of(ROLE_OUTPUT)
         self.outputs = list(self._outputs)
         self.has_loss = bool(lib.tg_model_has_loss(self._ptr))
+        # how variables are given, where the library says (models/README.md): targets
+        # once per sequence, inputs and targets as class indices, states swept backwards
+        self.per_sequence, self.index, self.reverse = set(), {}, set()
+        if self._L.has("tg_model_var_flags"):
+            vocab = ffi.new("int *")
+            for role, names in ((ROLE_INPUT, self.inputs), (ROLE_TARGET, self.targets),
+                                (ROLE_STATE, self.states)):
+                for i, name in enumerate(names):
+                    f = lib.tg_model_var_flags(self._ptr, role, i, vocab)
+                    if f & 1:
+                        self.per_sequence.add(name)
+                    if f & 2:
+                        self.reverse.add(name)
+                    if f & 4:
+                        self.index[name] = vocab[0]
         self._in_ptrs = ffi.new("tg_real *[]", max(1, len(self.inputs)))
         self._tg_ptrs = ffi.new("tg_real *[]", max(1, len(self.targets)))
         self._st_ptrs = ffi.new("tg_real *[]", max(1, len(self.states)))
@@ -211,7 +226,8 @@ class Model:
                     for i, (name, rows) in enumerate(names.items()):
                         v = lib.tg_dataset_values(d, q, role, i)
                         if v != ffi.NULL:
-                            seq[name] = view(None, self._L, v, (T, rows, B)).copy()
+                            shape = (rows, B) if name in self.per_sequence else (T, rows, B)
+                            seq[name] = view(None, self._L, v, shape).copy()
                 out.append(seq)
             return out
         finally:
@@ -228,7 +244,8 @@ class Model:
             for role, names in ((ROLE_INPUT, self.inputs), (ROLE_TARGET, self.targets)):
                 for i, (name, rows) in enumerate(names.items()):
                     v = lib.tg_dataset_values(d, 0, role, i)
-                    seq[name] = view(None, self._L, v, (int(steps), rows, int(batch))).copy()
+                    shape = (rows, int(batch)) if name in self.per_sequence else (int(steps), rows, int(batch))
+                    seq[name] = view(None, self._L, v, shape).copy()
             return seq
         finally:
             lib.tg_dataset_free(d)
@@ -256,9 +273,19 @@ class Model:
                         raise TypeError("%s: missing input (the model %s reads %s at every step)"
                                         % (name, self.name, name))
                     raise TypeError("%s: missing target (the loss reads it)" % name)
-                if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
+                if name in self.index:
+                    a = self._indices(name, a)
+                elif type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
                     a = check_array_dtype(name, a, dtype, casting)
                 shape = a.shape
+                if name in self.per_sequence:
+                    if first is None or not ((flat and shape == (rows,)) or shape == (rows, B)):
+                        want = "[%d, %d]" % (rows, B) + (" or [%d]" % rows if flat or B == 1 else "")
+                        raise ValueError("%s: expected shape %s (one value per sequence%s), given %s" % (
+                            name, want, "" if first is None else ", B from " + first, _shape_str(shape)))
+                    keep.append(a)
+                    out.append(a)
+                    continue
                 if len(shape) == 3:
                     t, r, b, f = shape[0], shape[1], shape[2], False
                 elif len(shape) == 2:
@@ -297,6 +324,20 @@ class Model:
                 s.keep.append(a)
                 s.state0.append(a)
         return s
+
+    def _indices(self, name, a):
+        """An index variable's array: integers 0..vocab-1, as the model's dtype."""
+        vocab = self.index[name]
+        a = np.asarray(a)
+        if a.dtype.kind not in "biuf":
+            raise DTypeError("%s: expected class indices (integers), given dtype %s" % (name, a.dtype))
+        if a.size:
+            bad = (a < 0) | (a >= vocab) | (a != np.floor(a))
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError("%s: %s at %s is not an index from 0 to %d (vocab %d)"
+                                 % (name, a[where], list(where), vocab - 1, vocab))
+        return np.ascontiguousarray(a, dtype=self._L.dtype)
 
     def _seqs(self, data, arrays, need_targets, state=None):
         if data is not None and arrays:

@@ -69,7 +69,7 @@ class TrainSet:
             chk = m._seq(s, False)
             names = list(m.inputs) + (list(m.targets) if chk.targets is not None else [])
             arrays = chk.inputs + (chk.targets or [])
-            parts.append("{" + ", ".join("%s: %s" % (json.dumps(k), json.dumps(a.reshape(chk.T, -1, chk.B).tolist()))
+            parts.append("{" + ", ".join("%s: %s" % (json.dumps(k), json.dumps(_as_data(m, k, a, chk)))
                                          for k, a in zip(names, arrays)) + "}")
         text = ("[" + ",\n".join(parts) + "]\n").encode()
         d = L.lib.tg_dataset_parse(ctx._ptr, m._ptr, b"<arrays>", text, len(text))
@@ -120,6 +120,15 @@ class TrainSet:
     def _vocab_handle(self):
         v = self._L.lib.tg_trainset_vocab(self._ptr)
         return None if v == self._L.ffi.NULL else v
+
+
+def _as_data(m, name, a, chk):
+    """One variable's values as a data file's nested lists."""
+    if name in m.per_sequence:
+        return a.reshape(-1, chk.B).tolist()
+    if name in m.index:  # a step is one integer per column
+        return a.reshape(chk.T, chk.B).astype(np.int64).tolist()
+    return a.reshape(chk.T, -1, chk.B).tolist()
 
 
 def _vocab_chars(L, v):

@@ -14,6 +14,7 @@ def declarations(text):
     """function name -> its declaration with comments and spacing normalised."""
     text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
     text = re.sub(r"^\s*#.*$", " ", text, flags=re.M)
+    text = re.sub(r"\bTG_API\b", " ", text)  # the export mark (visibility) is no part of a signature
     out = {}
     for m in re.finditer(r"[A-Za-z_][\w\s\*]*?\b(tg_\w+)\s*\(([^;{}]*)\)\s*;", text):
         decl = re.sub(r"\s+", " ", m.group(0)).strip()
@@ -29,6 +30,10 @@ def test_every_declaration_of_the_binding_is_the_headers():
     for name, decl in mine.items():
         assert name in header, "%s is not in core/tapegrad.h" % name
         assert decl == header[name], "%s differs from core/tapegrad.h" % name
+    # optional ones: when the header has them, as the header has them
+    for name, decl in declarations(_lib.OPTIONAL_CDEF).items():
+        assert name not in header or decl == header[name], "%s differs from core/tapegrad.h" % name
+        assert (name in header) == tapegrad.Context()._L.has(name)
 
 
 def test_the_library_of_each_precision_is_found(dtype):

@@ -19,15 +19,31 @@ def yaml_steps(a):
         for step in a) + "]"
 
 
-def write_data(path, seqs):
+def yaml_value(m, name, a):
+    if name in m.per_sequence:  # one [rows, B] value for the sequence
+        return "[" + ", ".join("[" + ", ".join(repr(float(v)) for v in row) + "]" for row in a) + "]"
+    if name in m.index:  # a step is one integer per column
+        return "[" + ", ".join("[" + ", ".join(str(int(v)) for v in step[0]) + "]" for step in a) + "]"
+    return yaml_steps(a)
+
+
+def write_data(path, seqs, m):
     with open(path, "w") as f:
         for s in seqs:
-            f.write("- " + "\n  ".join("%s: %s" % (k, yaml_steps(v)) for k, v in s.items()) + "\n")
+            f.write("- " + "\n  ".join("%s: %s" % (k, yaml_value(m, k, v)) for k, v in s.items()) + "\n")
 
 
 def random_seq(m, T, B, rng):
-    return {name: rng.uniform(-1, 1, (T, rows, B)).astype(m.dtype)
-            for name, rows in list(m.inputs.items()) + list(m.targets.items())}
+    """Random values for every input and target, as each is declared."""
+    out = {}
+    for name, rows in list(m.inputs.items()) + list(m.targets.items()):
+        if name in m.index:
+            out[name] = rng.integers(0, m.index[name], (T, 1, B)).astype(m.dtype)
+        elif name in m.per_sequence:
+            out[name] = rng.uniform(0, 1, (rows, B)).astype(m.dtype)
+        else:
+            out[name] = rng.uniform(-1, 1, (T, rows, B)).astype(m.dtype)
+    return out
 
 
 def same(py, js, dtype):
@@ -48,7 +64,7 @@ def test_gradients_equal_the_tools_bit_for_bit(model, dtype, tmp_path):
         v += rng.normal(0, 0.1, v.shape).astype(dtype)
     p.save(tmp_path / "p.yaml")
     seqs = [random_seq(m, 5, 3, rng), random_seq(m, 2, 1, rng)]
-    write_data(tmp_path / "d.yaml", seqs)
+    write_data(tmp_path / "d.yaml", seqs, m)
     js = tool_json(dtype, "grad", model, "--data", tmp_path / "d.yaml", "--params", tmp_path / "p.yaml",
                    "--format", "json")
     q = m.load_params(tmp_path / "p.yaml")
@@ -67,7 +83,7 @@ def test_init_and_one_sequence_equal_the_tool(model, dtype, tmp_path):
     """The tool's own init (--seed), one sequence given as keyword arrays."""
     m = tapegrad.Model(str(model), dtype=dtype)
     seq = random_seq(m, 4, 2, np.random.default_rng(11))
-    write_data(tmp_path / "d.yaml", [seq])
+    write_data(tmp_path / "d.yaml", [seq], m)
     js = tool_json(dtype, "grad", model, "--data", tmp_path / "d.yaml", "--seed", 5, "--format", "json")
     loss, grads = m.loss_and_grad(m.init_params(seed=5), **seq)
     for name in grads:
@@ -79,7 +95,7 @@ def test_init_and_one_sequence_equal_the_tool(model, dtype, tmp_path):
 def test_outputs_equal_the_tools_run(dtype, tmp_path):
     m = tapegrad.Model(str(ROOT / "models/lstm.yaml"), dims={"hidden": 3}, dtype=dtype)
     seq = random_seq(m, 4, 2, np.random.default_rng(5))
-    write_data(tmp_path / "d.yaml", [seq])
+    write_data(tmp_path / "d.yaml", [seq], m)
     js = tool_json(dtype, "run", ROOT / "models/lstm.yaml", "--dim", "hidden=3", "--data", tmp_path / "d.yaml",
                    "--format", "json")
     out = m.run(m.init_params(seed=1), **seq)
