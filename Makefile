@@ -172,7 +172,8 @@ endif
 .PHONY: python test-python install-python
 python:
 	$(MAKE) REAL=double lib
-test-python: all python
+test-python: all
+	$(MAKE) REAL=double all
 	cd python && $(PYTHON) -m pytest -q
 install-python:
 	d="$${PYDIR:-$(DESTDIR)$(PREFIX)/lib/python$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')/dist-packages}"; \
