@@ -120,7 +120,7 @@ class _Op:
 
         cbs = [ffi.callback("int(int, const int (*)[2], const double *, int *, char *, size_t)", shape_cb),
                ffi.callback("void(tg_tensor *)", forward_cb)]
-        cbs.append(ffi.callback("void(tg_tensor *)", backward_cb) if op.backward else ffi.NULL)
+        cbs.append(ffi.callback("void(tg_tensor *)", backward_cb))
         name = ffi.new("char[]", op.name.encode())
         spec = ffi.new("tg_op_spec *", {"name": name, "arity": op.arity, "n_attrs": op.n_attrs,
                                         "shape": cbs[0], "forward": cbs[1], "backward": cbs[2]})
@@ -133,12 +133,13 @@ class _Op:
         ctx.check(ctx._L.lib.tg_op_register(ctx._ptr, self.spec(ctx._L)))
 
 
-def register_op(name, forward, backward=None, *, shape=None, arity=1, n_attrs=0):
+def register_op(name, forward, backward, *, shape=None, arity=1, n_attrs=0):
     """Adds an op to every context, existing and future.
 
     forward(xs, attrs) -> array of the output's shape; backward(xs, y, gy,
-    attrs) -> one gradient (or None) per input, each in that input's shape
-    (None: the op has no gradient).  shape(in_shapes, attrs) -> (rows, cols),
+    attrs) -> one gradient (or None: nothing) per input, each in that
+    input's shape.  Both are required (the library refuses an op without a
+    backward: its inputs' gradients would silently stay unset).  shape(in_shapes, attrs) -> (rows, cols),
     raising ValueError with a message for shapes the op refuses; the default
     gives the first input's shape.  A model's static check calls it with a
     stand-in number for the batch B, so a rule must hold for any number of
@@ -148,7 +149,7 @@ def register_op(name, forward, backward=None, *, shape=None, arity=1, n_attrs=0)
     (myop(x, 0.5)) and tape.apply.  Names are unique: registering one again
     raises ArgError; check with tapegrad.registered_ops().
     """
-    if not callable(forward) or (backward is not None and not callable(backward)):
+    if not callable(forward) or not callable(backward):
         raise TypeError("forward and backward must be functions")
     with _lock:
         if name in _registry:

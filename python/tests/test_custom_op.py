@@ -50,7 +50,7 @@ tapegrad.register_op("py_sin", sin_fwd, sin_bwd)
 tapegrad.register_op("py_softplus", softplus_fwd, softplus_bwd, n_attrs=1)
 tapegrad.register_op("py_outer", outer_fwd, outer_bwd, shape=outer_shape, arity=2)
 tapegrad.register_op("py_bad_grad", sin_fwd, lambda xs, y, gy, a: [gy * 1.1 * np.cos(xs[0])])
-tapegrad.register_op("py_raises", lambda xs, a: xs[0][5, 5], None)
+tapegrad.register_op("py_raises", lambda xs, a: xs[0][5, 5], sin_bwd)
 
 MODEL = """
 name: custom
@@ -131,8 +131,10 @@ def test_errors_inside_python_ops_reach_the_caller():
     assert str(e.value) == "op_register: an op named 'tanh' already exists"
     with pytest.raises(tapegrad.ArgError):
         tapegrad.register_op("2bad", sin_fwd, sin_bwd)
+    with pytest.raises(TypeError):
+        tapegrad.register_op("py_no_backward", sin_fwd, None)
     # a wrong result shape is refused, not written
-    tapegrad.register_op("py_wrong_shape", lambda xs, a: np.zeros(3), None)
+    tapegrad.register_op("py_wrong_shape", lambda xs, a: np.zeros(3), sin_bwd)
     with pytest.raises(ValueError) as e:
         t.py_wrong_shape(a)
     assert str(e.value) == "custom op 'py_wrong_shape': forward's result has shape [3], expected [2, 2]"
