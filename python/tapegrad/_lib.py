@@ -78,7 +78,7 @@ double tg_params_clip_grad(tg_params *ps, double max_norm);
 
 typedef struct tg_optim tg_optim;
 typedef enum tg_optim_kind {
-    TG_OPTIM_SGD, TG_OPTIM_MOMENTUM, TG_OPTIM_ADAM, TG_OPTIM_RMSPROP
+    TG_OPTIM_SGD, TG_OPTIM_MOMENTUM, TG_OPTIM_ADAM, TG_OPTIM_RMSPROP, TG_OPTIM_ADAGRAD
 } tg_optim_kind;
 typedef struct tg_optim_opts {
     tg_optim_kind kind;
@@ -91,6 +91,8 @@ typedef struct tg_optim_opts {
     double weight_decay;
     int decoupled;
     double clip;
+    double clip_value;
+    int eps_inside;
 } tg_optim_opts;
 tg_optim_opts tg_optim_defaults(tg_optim_kind kind);
 const char *tg_optim_kind_name(tg_optim_kind kind);

@@ -28,7 +28,7 @@ Progress = namedtuple("Progress", "epoch epochs step total_steps loss step_loss 
 Progress.__doc__ = "What the callback sees after every step and at each epoch's end (tg_train_progress)."
 
 ENDS = ["none", "epochs", "max_steps", "target", "patience", "stopped"]
-OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adagrad")
 REDUCTIONS = {"mean": 0, "sum": 1}
 SCHEDULES = ("constant", "step", "exp", "cosine", "plateau")
 
@@ -169,8 +169,9 @@ class Trainer:
     """Fits m's parameters p (a Params of m) with the library's trainer.
 
     Options (tg_train_opts; defaults as the library's): optimizer "sgd" |
-    "momentum" | "adam" | "rmsprop", lr, momentum, nesterov, betas (adam),
-    rho (rmsprop), eps, weight_decay, decoupled, clip (global norm; 0 none),
+    "momentum" | "adam" | "rmsprop" | "adagrad", lr, momentum, nesterov,
+    betas (adam), rho (rmsprop), eps, eps_inside, weight_decay, decoupled,
+    clip (global norm; 0 none), clip_value (each element; 0 none),
     batch, bptt (-1: 64 for text, whole sequences otherwise; 0: whole),
     accumulate, reduction "mean" | "sum", schedule "constant" | "step" |
     "exp" | "cosine" | "plateau", warmup, gamma, step_size,
@@ -178,7 +179,8 @@ class Trainer:
     """
 
     def __init__(self, m, p, *, optimizer="adam", lr=None, momentum=None, nesterov=None, betas=None, rho=None,
-                 eps=None, weight_decay=None, decoupled=None, clip=None, batch=None, bptt=None, accumulate=None,
+                 eps=None, eps_inside=None, weight_decay=None, decoupled=None, clip=None, clip_value=None,
+                 batch=None, bptt=None, accumulate=None,
                  reduction=None, schedule=None, warmup=None, gamma=None, step_size=None, plateau_patience=None,
                  target=None, patience=None, max_steps=None, seed=None):
         if not isinstance(m, Model):
@@ -209,6 +211,8 @@ class Trainer:
         put(o.optim, "weight_decay", weight_decay)
         put(o.optim, "decoupled", decoupled, lambda v: int(bool(v)))
         put(o.optim, "clip", clip)
+        put(o.optim, "clip_value", clip_value)
+        put(o.optim, "eps_inside", eps_inside, lambda v: int(bool(v)))
         put(o, "batch", batch, int)
         put(o, "bptt", bptt, int)
         put(o, "accumulate", accumulate, int)

@@ -36,6 +36,26 @@ def test_every_declaration_of_the_binding_is_the_headers():
         assert (name in header) == tapegrad.Context()._L.has(name)
 
 
+def types(text):
+    """typedef'd struct and enum name -> its body, comments and spacing normalised."""
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    out = {}
+    for m in re.finditer(r"typedef\s+(?:struct|enum)\s+\w+\s*\{(.*?)\}\s*(\w+)\s*;", text, flags=re.S):
+        body = re.sub(r"\s+", " ", m.group(1)).strip()
+        out[m.group(2)] = re.sub(r"\s*([(),*\[\];=])\s*", r"\1", body)
+    return out
+
+
+def test_every_struct_and_enum_of_the_binding_is_the_headers():
+    """A field or an enumerator out of step would move every later one: memory, not an error."""
+    header = types((ROOT / "core/tapegrad.h").read_text())
+    mine = types(_lib.CDEF.replace("TG_REAL", "float"))
+    assert len(mine) > 15
+    for name, body in mine.items():
+        assert name in header, "%s is not in core/tapegrad.h" % name
+        assert body == header[name], "%s differs from core/tapegrad.h" % name
+
+
 def test_the_library_of_each_precision_is_found(dtype):
     ctx = tapegrad.Context(dtype)
     L = ctx._L

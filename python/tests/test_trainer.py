@@ -105,7 +105,7 @@ def test_validation_patience_and_text():
 def test_bad_options_and_data_are_refused():
     m = tapegrad.Model(ELMAN)
     p = m.init_params()
-    with pytest.raises(ValueError, match="optimizer must be one of sgd, momentum, adam, rmsprop, not 'adagrd'"):
+    with pytest.raises(ValueError, match="optimizer must be one of sgd, momentum, adam, rmsprop, adagrad, not 'adagrd'"):
         tapegrad.Trainer(m, p, optimizer="adagrd")
     with pytest.raises(tapegrad.ArgError):
         tapegrad.Trainer(m, p, lr=-1).fit(sequences(m), epochs=1)
