@@ -123,6 +123,7 @@ bench-convergence: all
 check:
 	$(MAKE) REAL=float test
 	$(MAKE) REAL=double test
+	$(MAKE) test-python
 	$(MAKE) REAL=double SAN=1 OPT=-O1 test
 	$(MAKE) install-check
 	$(MAKE) valgrind
@@ -145,6 +146,7 @@ install: all
 	$(if $(CLI_SRC),install -m 755 $(TOOL) $(DESTDIR)$(PREFIX)/bin/$(if $(filter double,$(REAL)),tapegrad64,tapegrad))
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBNAME@|$(LIBNAME)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@CFLAGS@|$(REALDEF)|' core/tapegrad.pc.in > $(PCDIR)/$(LIBNAME).pc
+	$(MAKE) install-python
 
 uninstall:
 	rm -f $(INCDIR)/tapegrad.h $(LIBDIR)/lib$(LIBNAME).a $(LIBDIR)/lib$(LIBNAME).so* \
@@ -159,6 +161,25 @@ install-check:
 	    $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/prefix)/lib/pkgconfig pkg-config --cflags --libs $(LIBNAME)) \
 	    -Wl,-rpath,$(abspath $(BUILD)/prefix)/lib -lm
 	$(BUILD)/seed_bptt_installed > /dev/null && echo "install-check: example built with pkg-config runs"
+
+# ---- Python (python/, docs/python.md): pure Python over the shared libraries
+# through cffi, so `make` builds nothing for it but the float64 library that
+# dtype="float64" loads.  The package installs beside the libraries, into
+# PREFIX/lib/python3.X/dist-packages (on Debian's sys.path for /usr and
+# /usr/local); PYDIR overrides the folder.
+PYTHON ?= /usr/bin/python3
+ifeq ($(BUILD)$(SAN)$(FUZZING),build/float)
+all: python
+endif
+.PHONY: python test-python install-python
+python:
+	$(MAKE) REAL=double lib
+test-python: all
+	$(MAKE) REAL=double all
+	cd python && $(PYTHON) -m pytest -q
+install-python:
+	d="$${PYDIR:-$(DESTDIR)$(PREFIX)/lib/python$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')/dist-packages}"; \
+	install -d "$$d/tapegrad" && install -m 644 python/tapegrad/*.py "$$d/tapegrad/"
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
 
