@@ -48,6 +48,18 @@ SHARED   := $(BUILD)/lib$(LIBNAME).so
 TOOL     := $(BUILD)/tapegrad
 TESTS    := $(BUILD)/tests/tapegrad-tests
 
+# Open MPI (issue 16, docs/distributed.md): found when its compiler wrapper
+# answers; MPICC=false builds as a machine without it would.  Only the files
+# that include mpi.h are compiled with its flags, by $(CC) like the rest.
+MPICC      ?= mpicc
+MPIRUN     ?= mpirun
+MPI_CFLAGS := $(shell $(MPICC) --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell $(MPICC) --showme:link 2>/dev/null)
+HAVE_MPI   := $(if $(MPI_LIBS),yes)
+# As root Open MPI refuses to start without --allow-run-as-root; the tests
+# run more ranks than the machine has cores.
+MPIRUN_FLAGS ?= --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
+
 .PHONY: bench-convergence demo install-check all lib check test test-float test-double sanitize install uninstall clean examples
 all: lib $(if $(CLI_SRC),$(TOOL)) $(EX_BIN)
 lib: $(STATIC) $(SHARED)
@@ -159,6 +171,15 @@ clean:
 .PHONY: bench
 bench:
 	BENCH_OPT='$(OPT)' bench/run.sh
+
+# The time of one in-place MPI_Allreduce of a gradient buffer between two
+# local ranks (bench/allreduce.c; docs/distributed.md uses its figures).
+.PHONY: bench-allreduce
+$(BUILD)/bench/allreduce: bench/allreduce.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(OPT) -g -Wall -Wextra $(MPI_CFLAGS) -o $@ $< $(MPI_LIBS)
+bench-allreduce: $(BUILD)/bench/allreduce
+	$(MPIRUN) $(MPIRUN_FLAGS) -np 2 $<
 
 # bench/step.c alone, against this build's library (float only), as run.sh
 # builds it: e.g. make BUILD=build/b OPT=-O2 build/b/step
