@@ -91,6 +91,15 @@ void cli_help(FILE *f, const cli_cmd *cmd, const cli_usage *usage, const cli_opt
 int cli_default_threads(void);
 /* "tapegrad NAME: message" + a pointer to --help, on stderr; returns CLI_USAGE. */
 int cli_usage_error(const cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One line on stderr: the formatted message with every control character (and
+ * invalid UTF-8) shown as \xNN, so that a file name or label from an input can
+ * never start a line of its own; then a newline.  Returns code. */
+int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Checks every output path (NULL entries skipped) with tg_file_check_output() against every
+ * input path, before any work.  On refusal prints "tapegrad CMD: <msg>" and returns
+ * CLI_USAGE; else 0. */
+int cli_check_outputs(const cli_cmd *cmd, const char *const *outputs, int n_out,
+                      const char *const *inputs, int n_in);
 
 /* ---- a loaded model ------------------------------------------------------------------ */
 typedef struct cli_session {

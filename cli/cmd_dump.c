@@ -2,6 +2,7 @@
  * entry with its equation, time step, source line, value and gradient, as
  * text, JSON or a Graphviz graph; the first NaN or Inf (--detect-anomaly);
  * and the per-step gradient norms of BPTT (--norms, --norms-csv). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
@@ -50,16 +51,11 @@ static int write_dump(const cli_cmd *cmd, cli_session *s, const dump_args *a, co
 {
     if (a->norms && !a->output) return CLI_OK;
     FILE *f = a->output ? fopen(a->output, "w") : stdout;
-    if (!f) {
-        fprintf(stderr, "tapegrad %s: cannot write %s\n", cmd->name, a->output);
-        return CLI_FAILURE;
-    }
+    if (!f) return cli_error(CLI_FAILURE, "tapegrad %s: cannot write %s: %s", cmd->name, a->output, strerror(errno));
     int fmt = tg_dump_format_parse(a->c.format);
     tg_status st = tg_tape_dump(s->tape, f, (tg_dump_format)fmt, opts);
-    if ((a->output && fclose(f) != 0) || st) {
-        fprintf(stderr, "tapegrad %s: cannot write %s\n", cmd->name, a->output ? a->output : "the output");
-        return CLI_FAILURE;
-    }
+    if ((a->output && fclose(f) != 0) || st)
+        return cli_error(CLI_FAILURE, "tapegrad %s: cannot write %s", cmd->name, a->output ? a->output : "the output");
     return CLI_OK;
 }
 
@@ -72,10 +68,7 @@ static int write_norms(const cli_cmd *cmd, const dump_args *a, const tg_grad_nor
     if (!a->norms_csv) return CLI_OK;
     FILE *f = fopen(a->norms_csv, "w");
     tg_status st = f ? tg_grad_norms_write(gn, f, 1) : TG_ERR_IO;
-    if (!f || fclose(f) != 0 || st) {
-        fprintf(stderr, "tapegrad %s: cannot write %s\n", cmd->name, a->norms_csv);
-        return CLI_FAILURE;
-    }
+    if (!f || fclose(f) != 0 || st) return cli_error(CLI_FAILURE, "tapegrad %s: cannot write %s", cmd->name, a->norms_csv);
     return CLI_OK;
 }
 
@@ -125,6 +118,13 @@ static int dump(const cli_cmd *cmd, int argc, char **argv)
     int rc = cli_parse(cmd, &usage, opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (rc) return rc < 0 ? CLI_OK : rc;
     a.c.model = pos[0];
+    /* an output must not be an input, a device or in a missing directory; and
+     * the two outputs must not be one file */
+    const char *outs[] = {a.output, a.norms_csv}, *ins[] = {a.c.model, a.c.data, a.c.params, a.output};
+    if ((rc = cli_check_outputs(cmd, outs, 1, ins, 3)) || (rc = cli_check_outputs(cmd, outs + 1, 1, ins, 4)))
+        return rc;
+    if (a.output && a.norms_csv && !strcmp(a.output, a.norms_csv))
+        return cli_usage_error(cmd, "--output and --norms-csv name the same file %s", a.output);
     int backward = a.grads || a.norms || a.norms_csv;
     cli_session s;
     if ((rc = cli_open(&s, &a.c))) return rc;
@@ -168,14 +168,15 @@ static int dump(const cli_cmd *cmd, int argc, char **argv)
          * equation; the dump shows the tape up to there. */
         rc = cli_fail(&s);
         if (st == TG_ERR_NONFINITE && !a.anomaly && tg_tape_check_finite(s.tape, loss))
-            fprintf(stderr, "%s\n", tg_errmsg(s.ctx)); /* where the bad number came from */
+            cli_error(rc, "%s", tg_errmsg(s.ctx)); /* where the bad number came from */
         if (st == TG_ERR_NONFINITE) write_dump(cmd, &s, &a, &dopts);
     } else {
         rc = write_dump(cmd, &s, &a, &dopts);
         if (!rc && gn) rc = write_norms(cmd, &a, gn);
-        if (!rc && tg_tape_check_finite(s.tape, backward ? loss : NULL))
-            fprintf(stderr, "tapegrad %s: warning: %s\n(--detect-anomaly stops at the first one)\n", cmd->name,
-                    tg_errmsg(s.ctx));
+        if (!rc && tg_tape_check_finite(s.tape, backward ? loss : NULL)) {
+            cli_error(0, "tapegrad %s: warning: %s", cmd->name, tg_errmsg(s.ctx));
+            fputs("(--detect-anomaly stops at the first one)\n", stderr);
+        }
     }
     tg_grad_norms_free(gn);
     free(targets);

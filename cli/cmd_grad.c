@@ -2,6 +2,7 @@
  * sweep, then the loss and the gradient of every parameter. */
 #include <string.h>
 #include "cli.h"
+#include "tg_escape.h"
 
 static int grad(const cli_cmd *cmd, int argc, char **argv)
 {
@@ -30,7 +31,15 @@ static int grad(const cli_cmd *cmd, int argc, char **argv)
     tg_tensor *loss;
     if ((rc = cli_check_targets(&s)) == CLI_OK) {
         tg_params_zero_grad(s.params);
-        if (cli_unroll_all(&s, &loss, NULL) || tg_backward(s.tape, loss)) rc = cli_fail(&s);
+        tg_status st = cli_unroll_all(&s, &loss, NULL);
+        if (!st) st = tg_backward(s.tape, loss);
+        /* a loss or gradient that is not a number is no result: exit 4, naming
+         * the entry (equation, step, FILE:LINE:COL) of the first bad number */
+        if ((st == TG_OK || st == TG_ERR_NONFINITE) &&
+            tg_tape_check_finite(s.tape, st ? NULL : loss) == TG_ERR_NONFINITE)
+            rc = cli_error(CLI_FAILURE, "tapegrad %s: %s", cmd->name, tg_errmsg(s.ctx));
+        else if (st)
+            rc = cli_fail(&s);
     }
     if (rc == CLI_OK) {
         int json = !strcmp(o.format, "json");
@@ -44,7 +53,9 @@ static int grad(const cli_cmd *cmd, int argc, char **argv)
         for (int i = 0; i < n; i++) {
             tg_tensor *p = tg_params_at(s.params, i);
             if (json) {
-                printf("%s\"%s\": ", i ? ", " : "", tg_params_name(s.params, i));
+                fputs(i ? ", " : "", stdout);
+                tg_esc_write(stdout, tg_params_name(s.params, i), TG_ESC_JSON);
+                fputs(": ", stdout);
                 cli_json_tensor(stdout, tg_grad(p), tg_rows(p), tg_cols(p), tg_ndim(p));
             } else {
                 if (tg_ndim(p) == 1) printf("dL/d%s [%d]\n", tg_params_name(s.params, i), tg_rows(p));

@@ -3,11 +3,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "tg_escape.h"
+#include <math.h>
 
 static void print_output(FILE *f, tg_tensor *t, int json)
 {
     if (json) cli_json_tensor(f, tg_data(t), tg_rows(t), tg_cols(t), tg_ndim(t));
     else cli_text_value(f, tg_data(t), tg_rows(t), tg_cols(t));
+}
+
+static int is_finite_tensor(tg_tensor *t)
+{
+    const tg_real *v = t ? tg_data(t) : NULL;
+    for (size_t i = 0; v && i < tg_size(t); i++)
+        if (!isfinite((double)v[i])) return 0;
+    return 1;
+}
+
+/* Every output at every step and every loss a finite number? */
+static int outputs_finite(const tg_unroll *u, int nq, int no)
+{
+    for (int q = 0; q < nq; q++) {
+        if (!is_finite_tensor(u[q].loss)) return 0;
+        for (size_t k = 0; k < (size_t)u[q].steps * (size_t)no; k++)
+            if (!is_finite_tensor(u[q].outputs[k])) return 0;
+    }
+    return 1;
 }
 
 static int run(const cli_cmd *cmd, int argc, char **argv)
@@ -40,10 +61,12 @@ static int run(const cli_cmd *cmd, int argc, char **argv)
     tg_unroll *u = calloc((size_t)nq, sizeof *u);
     tg_tensor *total;
     if (!u) {
-        fprintf(stderr, "tapegrad run: out of memory\n");
-        rc = CLI_FAILURE;
+        rc = cli_error(CLI_FAILURE, "tapegrad run: out of memory");
     } else if (cli_unroll_all(&s, &total, u))
         rc = cli_fail(&s);
+    else if (!outputs_finite(u, nq, no) && tg_tape_check_finite(s.tape, NULL) == TG_ERR_NONFINITE)
+        /* exit 4, naming the entry (equation, step, FILE:LINE:COL) of the first bad number */
+        rc = cli_error(CLI_FAILURE, "tapegrad %s: %s", cmd->name, tg_errmsg(s.ctx));
     if (rc == CLI_OK) {
         if (json) fputs("{\"sequences\": [", stdout);
         for (int q = 0; q < nq; q++) {
@@ -55,8 +78,12 @@ static int run(const cli_cmd *cmd, int argc, char **argv)
                 for (int j = 0; j < no; j++) {
                     const char *name = tg_model_var(s.model, TG_ROLE_OUTPUT, j, NULL, NULL);
                     tg_tensor *t = u[q].outputs[(size_t)k * (size_t)no + (size_t)j];
-                    if (json) printf("%s\"%s\": ", j ? ", " : "", name);
-                    else printf("  %s = ", name);
+                    if (json) {
+                        fputs(j ? ", " : "", stdout);
+                        tg_esc_write(stdout, name, TG_ESC_JSON);
+                        fputs(": ", stdout);
+                    } else
+                        printf("  %s = ", name);
                     print_output(stdout, t, json);
                 }
                 /* the target beside the prediction, when the data has it */

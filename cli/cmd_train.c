@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cli.h"
+#include "plot.h"
 #include "train_data.h"
 #include "train_state.h"
 
@@ -37,56 +38,6 @@ static const char *duration(char *buf, size_t len, double s)
     else if (s < 3600) snprintf(buf, len, "%dm%02ds", (int)s / 60, (int)s % 60);
     else snprintf(buf, len, "%dh%02dm", (int)s / 3600, (int)s / 60 % 60);
     return buf;
-}
-
-/* The executable `name` somewhere on PATH? */
-static int on_path(const char *name)
-{
-    const char *path = getenv("PATH");
-    char buf[4096];
-    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
-        const char *c = strchr(p, ':');
-        size_t n = c ? (size_t)(c - p) : strlen(p);
-        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, n ? p : ".", name);
-        if (access(buf, X_OK) == 0) return 1;
-        p += n + (c ? 1 : 0);
-    }
-    return 0;
-}
-
-/* Draws the loss column of a CSV log with gnuplot into an .svg or .png.
- * Returns 0, or -1 after a warning (a missing gnuplot is not an error). */
-static int plot_loss(const char *log, const char *out, const char *model, const char *unit)
-{
-    const char *dot = strrchr(out, '.');
-    const char *term = dot && !strcmp(dot, ".png") ? "pngcairo size 800,480" : "svg size 800,480 dynamic";
-    if (!on_path("gnuplot")) {
-        fprintf(stderr, "tapegrad train: warning: gnuplot is not installed, so no %s (the loss log is plain CSV)\n",
-                out);
-        return -1;
-    }
-    FILE *g = popen("gnuplot", "w");
-    if (!g) {
-        fprintf(stderr, "tapegrad train: warning: cannot run gnuplot: %s\n", strerror(errno));
-        return -1;
-    }
-    /* file names go inside single quotes; a quote in them would end it */
-    if (strchr(out, '\'') || strchr(log, '\'')) {
-        pclose(g);
-        fprintf(stderr, "tapegrad train: warning: no plot: the file names contain a quote\n");
-        return -1;
-    }
-    fprintf(g, "set terminal %s\nset output '%s'\nset datafile separator ','\n"
-               "set title 'tapegrad train %s'\nset xlabel 'step'\nset ylabel 'loss (%s)'\n"
-               "set logscale y\nset format y '%%g'\nset grid\nset key off\n"
-               "plot '%s' every ::1 using 1:3 with lines lw 1.5\n",
-            term, out, model, unit, log);
-    int rc = pclose(g);
-    if (rc != 0) {
-        fprintf(stderr, "tapegrad train: warning: gnuplot failed (status %d); no %s\n", rc, out);
-        return -1;
-    }
-    return 0;
 }
 
 typedef struct train_opts {
@@ -201,6 +152,9 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
         const char *dot = strrchr(o.plot, '.');
         if (!dot || (strcmp(dot, ".svg") && strcmp(dot, ".png")))
             return cli_usage_error(cmd, "--plot FILE must end in .svg or .png, not '%s'", o.plot);
+        const char *ins[] = {o.c.model, o.c.data, o.c.params, o.resume, o.log};
+        int rc_out = cli_check_outputs(cmd, &o.plot, 1, ins, 5);
+        if (rc_out) return rc_out;
     }
 
     run R;
@@ -582,7 +536,12 @@ stop:
     }
     if (status == CLI_OK && o.plot) {
         const char *lp = o.log ? o.log : R.log_tmp;
-        if (plot_loss(lp, o.plot, tg_model_name(m), unit) == 0 && show) printf("plotted the loss to %s\n", o.plot);
+        char title[128], ylabel[64];
+        snprintf(title, sizeof title, "tapegrad train %s", tg_model_name(m));
+        snprintf(ylabel, sizeof ylabel, "loss (%s)", unit);
+        const cli_plot_series loss_curve = {1, 3, "loss"};
+        if (cli_plot_csv("train", lp, o.plot, title, "step", ylabel, 1, &loss_curve, 1) == 0 && show)
+            printf("plotted the loss to %s\n", o.plot);
     }
     run_free(&R);
     if (interrupted && status == EXIT_INTERRUPTED) return EXIT_INTERRUPTED;

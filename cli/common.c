@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli.h"
+#include "tg_escape.h"
+#include "tg_files.h"
 
 /* ---- suggestions ------------------------------------------------------------------ */
 static int distance(const char *a, const char *b)
@@ -57,15 +59,45 @@ int cli_default_threads(void)
 }
 
 /* ---- options ------------------------------------------------------------------------- */
+/* Every message the tool prints goes through here: a string from an input
+ * (a path, an option's value, a library message naming a file) is escaped. */
+static void put_escaped(const char *fmt, va_list ap)
+{
+    char msg[4096], shown[8192];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    fputs(tg_esc_str(shown, sizeof shown, msg, TG_ESC_TEXT), stderr);
+}
+
+int cli_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    put_escaped(fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
 int cli_usage_error(const cli_cmd *cmd, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "tapegrad %s: ", cmd->name);
-    vfprintf(stderr, fmt, ap);
+    put_escaped(fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nTry 'tapegrad %s --help'.\n", cmd->name);
     return CLI_USAGE;
+}
+
+int cli_check_outputs(const cli_cmd *cmd, const char *const *outputs, int n_out, const char *const *inputs,
+                      int n_in)
+{
+    for (int i = 0; i < n_out; i++) {
+        char msg[2048];
+        if (outputs[i] && tg_file_check_output(outputs[i], inputs, n_in, msg, sizeof msg) != TG_OK)
+            return cli_error(CLI_USAGE, "tapegrad %s: %s", cmd->name, msg);
+    }
+    return 0;
 }
 
 void cli_help(FILE *f, const cli_cmd *cmd, const cli_usage *usage, const cli_opt *opts, int n_opts)
@@ -236,8 +268,7 @@ int cli_fail(cli_session *s)
     tg_status st = s->ctx ? tg_status_last(s->ctx) : TG_ERR_NOMEM;
     const char *msg = s->ctx ? tg_errmsg(s->ctx) : "out of memory";
     if (!st) st = TG_ERR_NOMEM;
-    fprintf(stderr, "%s\n", msg[0] ? msg : tg_status_name(st));
-    return exit_code(st);
+    return cli_error(exit_code(st), "%s", msg[0] ? msg : tg_status_name(st));
 }
 
 int cli_open(cli_session *s, const cli_common *o)
@@ -274,20 +305,18 @@ int cli_check_targets(cli_session *s)
 {
     int nt = tg_model_count(s->model, TG_ROLE_TARGET);
     if (!tg_model_has_loss(s->model)) {
-        fprintf(stderr, "%s: model '%s' has no 'loss', so it has no gradient\n", s->model_path,
-                tg_model_name(s->model));
-        return CLI_BAD_INPUT;
+        return cli_error(CLI_BAD_INPUT, "%s: model '%s' has no 'loss', so it has no gradient", s->model_path,
+                         tg_model_name(s->model));
     }
     for (int q = 0; q < tg_dataset_count(s->data); q++)
         for (int i = 0; i < nt; i++)
             if (!tg_dataset_values(s->data, q, TG_ROLE_TARGET, i)) {
                 const char *name = tg_model_var(s->model, TG_ROLE_TARGET, i, NULL, NULL);
                 if (tg_dataset_count(s->data) > 1)
-                    fprintf(stderr, "%s: sequence %d has no target '%s', which the loss needs\n",
-                            s->data_path, q + 1, name);
-                else
-                    fprintf(stderr, "%s: the data has no target '%s', which the loss needs\n", s->data_path, name);
-                return CLI_BAD_INPUT;
+                    return cli_error(CLI_BAD_INPUT, "%s: sequence %d has no target '%s', which the loss needs",
+                                     s->data_path, q + 1, name);
+                return cli_error(CLI_BAD_INPUT, "%s: the data has no target '%s', which the loss needs",
+                                 s->data_path, name);
             }
     return CLI_OK;
 }

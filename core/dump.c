@@ -1,251 +1,32 @@
 /* dump.c — debugging views of a tape: dumps as text (one grep-able line per
  * entry), JSON (the same facts for tools) and Graphviz DOT (one cluster per
- * time step, non-finite numbers in red, long sequences folded); per-step
- * gradient norms of a backward sweep (the BPTT vanishing/exploding picture);
- * and the entry descriptions the anomaly checks put in error messages. */
-#include "tg_internal.h"
+ * time step, non-finite numbers in red, long sequences folded).  Every string
+ * from an input (labels, file names, the title) goes through tg_escape.h, so
+ * each output stays well-formed whatever a model's file is called. */
+#include "tg_dump.h"
+#include "tg_escape.h"
 #include <limits.h>
 #include <math.h>
 
-#ifdef TG_REAL_DOUBLE
-#define JSON_DIGITS 17
-#else
-#define JSON_DIGITS 9
-#endif
-#define SHOW_DIGITS 4      /* significant digits in text, DOT and messages */
-#define DEFAULT_VALUES 4   /* tensors this small are shown value by value */
-
-/* ---- a bounded string builder: appends, truncates, never overflows ------- */
-typedef struct sbuf {
-    char *p;
-    size_t len, pos;
-} sbuf;
-
-static void sb_init(sbuf *b, char *p, size_t len)
-{
-    b->p = p;
-    b->len = len;
-    b->pos = 0;
-    if (len) p[0] = 0;
-}
-
-__attribute__((format(printf, 2, 3)))
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    if (b->pos + 1 >= b->len) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(b->p + b->pos, b->len - b->pos, fmt, ap);
-    va_end(ap);
-    if (k < 0) return;
-    b->pos += (size_t)k;
-    if (b->pos >= b->len) b->pos = b->len - 1;
-}
-
-/* ---- numbers and summaries ------------------------------------------------- */
-static const char *fmt_num(char *buf, size_t len, double v, int digits)
-{
-    if (isnan(v)) snprintf(buf, len, "nan");
-    else if (isinf(v)) snprintf(buf, len, v > 0 ? "inf" : "-inf");
-    else snprintf(buf, len, "%.*g", digits, v);
-    return buf;
-}
-
-typedef struct stats {
-    size_t n, bad, first_bad; /* bad: NaN or Inf, the first at first_bad */
-    double min, max, sum, sumsq;
-} stats;
-
-static void stats_of(const tg_real *v, size_t n, stats *s)
-{
-    memset(s, 0, sizeof *s);
-    s->n = n;
-    s->min = INFINITY;
-    s->max = -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        double x = (double)v[i];
-        if (!isfinite(x)) {
-            if (!s->bad++) s->first_bad = i;
-            continue;
-        }
-        if (x < s->min) s->min = x;
-        if (x > s->max) s->max = x;
-        s->sum += x;
-        s->sumsq += x * x;
-    }
-}
-
-static size_t count_bad(const tg_real *v, size_t n)
-{
-    size_t bad = 0;
-    for (size_t i = 0; v && i < n; i++) bad += !isfinite(v[i]);
-    return bad;
-}
-
 static int max_values_of(const tg_dump_opts *o)
 {
-    if (!o || o->max_values == 0) return DEFAULT_VALUES;
+    if (!o || o->max_values == 0) return TGD_DEFAULT_VALUES;
     return o->max_values < 0 ? 0 : o->max_values;
 }
 
-/* A summary of n values: the values themselves when n <= max_values, else
- * min, max and mean of the finite ones and how many are not finite.  Styles:
- * SUM_TEXT has no spaces ("[0.5,-1]", "{min=..,max=..,mean=..}") so the text
- * dump's fields split on whitespace; SUM_DOT is for a graph label; SUM_MSG
- * for an error message ("{min 1, max 2, mean 1.5, 3 of 9 non-finite, ...}"). */
-enum { SUM_TEXT, SUM_DOT, SUM_MSG };
-
-static void sb_summary(sbuf *b, const tg_real *v, size_t n, int max_values, int style)
-{
-    char x[32];
-    if (!v) {
-        sb_printf(b, "-");
-        return;
-    }
-    if (n <= (size_t)max_values) {
-        sb_printf(b, "[");
-        for (size_t i = 0; i < n; i++)
-            sb_printf(b, "%s%s", i ? (style == SUM_TEXT ? "," : ", ") : "",
-                      fmt_num(x, sizeof x, (double)v[i], SHOW_DIGITS));
-        sb_printf(b, "]");
-        return;
-    }
-    stats s;
-    stats_of(v, n, &s);
-    const char *sep = style == SUM_TEXT ? "," : style == SUM_DOT ? "  " : ", ";
-    const char *eq = style == SUM_TEXT ? "=" : " ";
-    if (style != SUM_DOT) sb_printf(b, "{");
-    if (s.bad < n) {
-        sb_printf(b, "min%s%s", eq, fmt_num(x, sizeof x, s.min, SHOW_DIGITS));
-        sb_printf(b, "%smax%s%s", sep, eq, fmt_num(x, sizeof x, s.max, SHOW_DIGITS));
-        sb_printf(b, "%smean%s%s", sep, eq,
-                  fmt_num(x, sizeof x, s.sum / (double)(n - s.bad), SHOW_DIGITS));
-    }
-    if (s.bad) {
-        if (style == SUM_TEXT) sb_printf(b, "%snonfinite=%zu", s.bad < n ? sep : "", s.bad);
-        else sb_printf(b, "%s%zu of %zu non-finite, first [%zu] = %s", s.bad < n ? ", " : "", s.bad, n,
-                       s.first_bad, fmt_num(x, sizeof x, (double)v[s.first_bad], 3));
-    }
-    if (style != SUM_DOT) sb_printf(b, "}");
-}
-
-static void sb_shape(sbuf *b, const tg_tensor *t, int compact)
-{
-    if (t->ndim == 1) sb_printf(b, "[%d]", t->rows);
-    else sb_printf(b, compact ? "[%d,%d]" : "[%d, %d]", t->rows, t->cols);
-}
-
-static void sb_name(sbuf *b, const tg_tensor *t)
-{
-    if (t->kind == TG_KIND_PARAM) sb_printf(b, "%s", t->label ? t->label : "?");
-    else if (t->label && t->step >= 0) sb_printf(b, "%s[t=%d]", t->label, t->step);
-    else if (t->label) sb_printf(b, "%s", t->label);
-}
-
-/* ---- anomaly messages (tape.c calls this when detection is on) ------------ */
-
-/* "entry 17 (exp [1] 'h[t=12]' at m.yaml:9:7)", then per `what`: the entry's
- * value (TG_DESCRIBE_VALUE) or gradient (TG_DESCRIBE_GRAD) and each input's
- * value (and gradient) summary, so a message shows where the bad number came
- * from.  Writes at most len bytes into buf. */
-void tg_describe_entry(const tg_tensor *t, int what, char *buf, size_t len)
-{
-    sbuf b;
-    sb_init(&b, buf, len);
-    sb_printf(&b, "entry %d (%s ", t->index, tg_tensor_op(t));
-    sb_shape(&b, t, 0);
-    if (t->label) {
-        sb_printf(&b, " '");
-        sb_name(&b, t);
-        sb_printf(&b, "'");
-    }
-    if (t->file) sb_printf(&b, " at %s:%d:%d", t->file, t->line, t->column);
-    sb_printf(&b, ")");
-    if (what == TG_DESCRIBE_NAME) return;
-    size_t n = tg_numel(t);
-    int grads = what == TG_DESCRIBE_GRAD;
-    sb_printf(&b, grads ? "; its gradient " : "; value ");
-    sb_summary(&b, grads ? t->grad : t->val, n, DEFAULT_VALUES, SUM_MSG);
-    for (int k = 0; k < t->n_in; k++) {
-        const tg_tensor *x = t->in[k];
-        if (b.pos + 160 >= b.len) {
-            sb_printf(&b, "; and %d more input%s", t->n_in - k, t->n_in - k > 1 ? "s" : "");
-            break;
-        }
-        sb_printf(&b, "%s input %d: ", k ? ";" : "; inputs:", k);
-        if (x->kind == TG_KIND_PARAM) sb_printf(&b, "param '%s' ", x->label ? x->label : "?");
-        else {
-            sb_printf(&b, "entry %d %s ", x->index, tg_tensor_op(x));
-            if (x->label) {
-                sb_printf(&b, "'");
-                sb_name(&b, x);
-                sb_printf(&b, "' ");
-            }
-        }
-        sb_shape(&b, x, 0);
-        sb_printf(&b, " value ");
-        sb_summary(&b, x->val, tg_numel(x), DEFAULT_VALUES, SUM_MSG);
-        if (grads && x->grad) {
-            sb_printf(&b, ", gradient ");
-            sb_summary(&b, x->grad, tg_numel(x), DEFAULT_VALUES, SUM_MSG);
-        }
-    }
-    if (b.pos + 1 >= b.len && len > 4) memcpy(buf + len - 4, "...", 4);
-}
-
-/* After the fact, what anomaly mode does while recording: by then the
- * unroller has labelled every entry, so the report names the equation. */
-tg_status tg_tape_check_finite(tg_tape *tp, tg_tensor *loss)
-{
-    if (!tp) return TG_ERR_ARG;
-    char where[TG_ERRMSG_LEN - 64];
-    for (int i = 0; i < tp->n; i++) {
-        tg_tensor *t = tp->nodes[i];
-        if (count_bad(t->val, tg_numel(t))) {
-            tg_describe_entry(t, TG_DESCRIBE_VALUE, where, sizeof where);
-            return tg_error(tp->ctx, TG_ERR_NONFINITE, "first non-finite value: %s", where);
-        }
-    }
-    if (!loss) return TG_OK;
-    /* Gradients flow from the loss down the tape: the first bad one in sweep
-     * order is the highest-indexed entry that has one. */
-    for (int i = loss->index; i >= 0 && i < tp->n; i--) {
-        tg_tensor *t = tp->nodes[i];
-        if (t->grad && count_bad(t->grad, tg_numel(t))) {
-            tg_describe_entry(t, TG_DESCRIBE_GRAD, where, sizeof where);
-            return tg_error(tp->ctx, TG_ERR_NONFINITE, "first non-finite gradient: %s", where);
-        }
-    }
-    return TG_OK;
-}
-
 /* ---- what a dump knows about the tape ---------------------------------------- */
-enum { ROLE_OP, ROLE_INPUT, ROLE_TARGET, ROLE_LOSS };
 static const char *const role_names[] = {"op", "input", "target", "loss"};
 
-typedef struct view {
-    tg_tape *tp;
-    int n;               /* entries */
-    int *step;           /* per entry: its step, inferred for unlabelled ones */
-    unsigned char *role; /* per entry: ROLE_* */
-    tg_tensor **params;  /* parameters the tape reads, in order of first use */
-    int n_params, cap_params;
-    int loss;            /* index of the loss entry, -1 if none */
-    int first_bad;       /* first entry with a non-finite value or gradient, -1 */
-    int fold;            /* steps fold_lo..fold_hi are drawn as one box */
-    int fold_lo, fold_hi, fold_steps, fold_entries;
-} view;
-
-static int param_find(const view *v, const tg_tensor *p)
+int tgd_param_find(const tgd_view *v, const tg_tensor *p)
 {
     for (int j = v->n_params - 1; j >= 0; j--)
         if (v->params[j] == p) return j;
     return -1;
 }
 
-static tg_status param_add(view *v, tg_tensor *p)
+tg_status tgd_param_add(tgd_view *v, tg_tensor *p)
 {
-    if (param_find(v, p) >= 0) return TG_OK;
+    if (tgd_param_find(v, p) >= 0) return TG_OK;
     if (v->n_params == v->cap_params) {
         int cap = v->cap_params ? 2 * v->cap_params : 16;
         tg_tensor **l = tg_realloc(v->tp->ctx, v->params, (size_t)v->cap_params * sizeof *l,
@@ -266,12 +47,12 @@ static int cmp_param(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void params_sort(view *v)
+void tgd_params_sort(tgd_view *v)
 {
     if (v->n_params > 1) qsort(v->params, (size_t)v->n_params, sizeof *v->params, cmp_param);
 }
 
-static void view_free(view *v)
+static void view_free(tgd_view *v)
 {
     tg_ctx *ctx = v->tp->ctx;
     size_t n = (size_t)(v->n ? v->n : 1);
@@ -285,7 +66,7 @@ static void view_free(view *v)
  * the step whose h_t reads it), else the latest step among its inputs (a loss
  * accumulator), then consumers again for leaves that fed only those.  Every
  * pass is a loop over the tape, consumers after their inputs. */
-static void infer_steps(tg_tape *tp, int n, int *s)
+void tgd_infer_steps(tg_tape *tp, int n, int *s)
 {
     tg_tensor **e = tp->nodes;
     for (int i = 0; i < n; i++) s[i] = e[i]->label ? e[i]->step : -1;
@@ -311,7 +92,7 @@ static void infer_steps(tg_tape *tp, int n, int *s)
     }
 }
 
-static int is_folded(const view *v, int i)
+static int is_folded(const tgd_view *v, int i)
 {
     return v->fold && i != v->loss && v->step[i] >= v->fold_lo && v->step[i] <= v->fold_hi;
 }
@@ -319,7 +100,7 @@ static int is_folded(const view *v, int i)
 /* What a fold hides: every step strictly between the first that computes
  * something (not just initial states) and the last, if there is one; fills fold, fold_lo, fold_hi, fold_steps (distinct steps)
  * and fold_entries. */
-static tg_status fold_init(view *v)
+static tg_status fold_init(tgd_view *v)
 {
     int first = INT_MAX, first_op = INT_MAX, last = -1;
     for (int i = 0; i < v->n; i++) {
@@ -362,7 +143,7 @@ static int is_target_name(const char *label, const char *const *names)
     return 0;
 }
 
-static tg_status view_init(view *v, tg_tape *tp, const tg_dump_opts *o)
+static tg_status view_init(tgd_view *v, tg_tape *tp, const tg_dump_opts *o)
 {
     memset(v, 0, sizeof *v);
     v->tp = tp;
@@ -379,7 +160,7 @@ static tg_status view_init(view *v, tg_tape *tp, const tg_dump_opts *o)
         v->role = NULL;
         return TG_ERR_NOMEM;
     }
-    infer_steps(tp, tp->n, v->step);
+    tgd_infer_steps(tp, tp->n, v->step);
     if (o && o->loss && o->loss->index >= 0 && o->loss->index < tp->n && tp->nodes[o->loss->index] == o->loss)
         v->loss = o->loss->index;
     else if (tp->n && tp->nodes[tp->n - 1]->op && tg_numel(tp->nodes[tp->n - 1]) == 1 &&
@@ -391,12 +172,12 @@ static tg_status view_init(view *v, tg_tape *tp, const tg_dump_opts *o)
         if (o && o->targets && t->kind == TG_KIND_INPUT && is_target_name(t->label, o->targets))
             v->role[i] = ROLE_TARGET;
         for (int k = 0; k < t->n_in; k++)
-            if (t->in[k]->kind == TG_KIND_PARAM && param_add(v, t->in[k])) return TG_ERR_NOMEM;
-        if (v->first_bad < 0 && (count_bad(t->val, tg_numel(t)) ||
-                                 (o && o->grads && count_bad(t->grad, tg_numel(t)))))
+            if (t->in[k]->kind == TG_KIND_PARAM && tgd_param_add(v, t->in[k])) return TG_ERR_NOMEM;
+        if (v->first_bad < 0 && (tgd_count_bad(t->val, tg_numel(t)) ||
+                                 (o && o->grads && tgd_count_bad(t->grad, tg_numel(t)))))
             v->first_bad = i;
     }
-    params_sort(v);
+    tgd_params_sort(v);
     /* Without names, a target is an input read as the target of a loss op. */
     if (!(o && o->targets)) {
         for (int i = 0; i < tp->n; i++) {
@@ -413,7 +194,7 @@ static tg_status view_init(view *v, tg_tape *tp, const tg_dump_opts *o)
 
 static int entry_bad(const tg_tensor *t, int grads)
 {
-    return count_bad(t->val, tg_numel(t)) || (grads && count_bad(t->grad, tg_numel(t)));
+    return tgd_count_bad(t->val, tg_numel(t)) || (grads && tgd_count_bad(t->grad, tg_numel(t)));
 }
 
 /* ---- text ---------------------------------------------------------------------- */
@@ -424,65 +205,69 @@ enum { F_ID, F_OP, F_NAME, F_SOURCE, F_IN, F_SHAPE, F_VAL, F_GRAD, F_FLAGS, N_FI
 #define FIELD_LEN 512
 #define FIELD_WIDTH_CAP 40 /* wider fields push their line, not the whole column */
 
-/* Copies s with control characters and spaces replaced by '_'. */
+/* s as one whitespace-free field (tg_escape.h: TG_ESC_TOKEN). */
 static void token(char *dst, const char *s)
 {
-    size_t k = 0;
-    for (; *s && k + 1 < FIELD_LEN; s++) dst[k++] = (unsigned char)*s <= ' ' ? '_' : *s;
-    dst[k] = 0;
+    tg_esc_str(dst, FIELD_LEN, s, TG_ESC_TOKEN);
 }
 
-static void text_fields(const view *v, const tg_tensor *t, int pidx, const tg_dump_opts *o,
+static void text_fields(const tgd_view *v, const tg_tensor *t, int pidx, const tg_dump_opts *o,
                         char f[N_FIELDS][FIELD_LEN])
 {
     char buf[FIELD_LEN];
-    sbuf b;
+    tgd_sbuf b;
     int grads = o && o->grads, mv = max_values_of(o);
     if (t->kind == TG_KIND_PARAM) snprintf(f[F_ID], FIELD_LEN, "p%d", pidx);
     else snprintf(f[F_ID], FIELD_LEN, "%d", t->index);
     token(f[F_OP], tg_tensor_op(t));
-    sb_init(&b, buf, sizeof buf);
-    sb_name(&b, t);
+    tgd_sb_init(&b, buf, sizeof buf);
+    tgd_sb_name(&b, t);
     token(f[F_NAME], b.pos ? buf : "-");
-    sb_init(&b, buf, sizeof buf);
-    if (t->file) sb_printf(&b, "%s:%d:%d", t->file, t->line, t->column);
+    tgd_sb_init(&b, buf, sizeof buf);
+    if (t->file) {
+        tgd_sb_esc(&b, t->file);
+        tgd_sb_printf(&b, ":%d:%d", t->line, t->column);
+    }
     token(f[F_SOURCE], b.pos ? buf : "-");
-    sb_init(&b, buf, sizeof buf);
-    sb_printf(&b, "in=");
+    tgd_sb_init(&b, buf, sizeof buf);
+    tgd_sb_printf(&b, "in=");
     for (int k = 0; k < t->n_in; k++) {
         const tg_tensor *x = t->in[k];
-        if (x->kind == TG_KIND_PARAM) sb_printf(&b, "%s%s", k ? "," : "", x->label ? x->label : "?");
-        else sb_printf(&b, "%s%d", k ? "," : "", x->index);
+        if (x->kind == TG_KIND_PARAM) {
+            tgd_sb_printf(&b, "%s", k ? "," : "");
+            tgd_sb_esc(&b, x->label ? x->label : "?");
+        }
+        else tgd_sb_printf(&b, "%s%d", k ? "," : "", x->index);
     }
-    if (!t->n_in) sb_printf(&b, "-");
+    if (!t->n_in) tgd_sb_printf(&b, "-");
     token(f[F_IN], buf);
-    sb_init(&b, buf, sizeof buf);
-    sb_shape(&b, t, 1);
+    tgd_sb_init(&b, buf, sizeof buf);
+    tgd_sb_shape(&b, t, 1);
     token(f[F_SHAPE], buf);
-    sb_init(&b, buf, sizeof buf);
-    sb_printf(&b, "val=");
-    sb_summary(&b, t->val, tg_numel(t), mv, SUM_TEXT);
+    tgd_sb_init(&b, buf, sizeof buf);
+    tgd_sb_printf(&b, "val=");
+    tgd_sb_summary(&b, t->val, tg_numel(t), mv, TGD_SUM_TEXT);
     token(f[F_VAL], buf);
     f[F_GRAD][0] = 0;
     if (grads) {
-        sb_init(&b, buf, sizeof buf);
-        sb_printf(&b, "grad=");
-        sb_summary(&b, t->grad, tg_numel(t), mv, SUM_TEXT);
+        tgd_sb_init(&b, buf, sizeof buf);
+        tgd_sb_printf(&b, "grad=");
+        tgd_sb_summary(&b, t->grad, tg_numel(t), mv, TGD_SUM_TEXT);
         token(f[F_GRAD], buf);
     }
-    sb_init(&b, f[F_FLAGS], FIELD_LEN);
+    tgd_sb_init(&b, f[F_FLAGS], FIELD_LEN);
     if (t->kind != TG_KIND_PARAM && v->role[t->index] >= ROLE_TARGET)
-        sb_printf(&b, "%s", role_names[v->role[t->index]]);
-    if (entry_bad(t, grads)) sb_printf(&b, "%sNONFINITE", b.pos ? " " : "");
+        tgd_sb_printf(&b, "%s", role_names[v->role[t->index]]);
+    if (entry_bad(t, grads)) tgd_sb_printf(&b, "%sNONFINITE", b.pos ? " " : "");
 }
 
-static const tg_tensor *text_row(const view *v, int r, int *pidx)
+static const tg_tensor *text_row(const tgd_view *v, int r, int *pidx)
 {
     *pidx = r < v->n_params ? r : -1;
     return r < v->n_params ? v->params[r] : v->tp->nodes[r - v->n_params];
 }
 
-static void dump_text(FILE *out, const view *v, const tg_dump_opts *o)
+static void dump_text(FILE *out, const tgd_view *v, const tg_dump_opts *o)
 {
     static const char *const heads[N_FIELDS] = {"#", "op", "name", "source", "inputs", "shape", "value",
                                                 "gradient", ""};
@@ -499,8 +284,9 @@ static void dump_text(FILE *out, const view *v, const tg_dump_opts *o)
             if (w > width[k]) width[k] = w < FIELD_WIDTH_CAP ? w : FIELD_WIDTH_CAP;
         }
     }
-    fprintf(out, "# tapegrad tape%s%s: %d entries, %d params%s\n", o && o->title ? " of " : "",
-            o && o->title ? o->title : "", v->n, v->n_params, grads ? ", with gradients" : "");
+    fprintf(out, "# tapegrad tape%s", o && o->title ? " of " : "");
+    if (o && o->title) tg_esc_write(out, o->title, TG_ESC_TEXT);
+    fprintf(out, ": %d entries, %d params%s\n", v->n, v->n_params, grads ? ", with gradients" : "");
     fprintf(out, "%*s", width[F_ID], "#");
     for (int k = F_OP; k <= (grads ? F_GRAD : F_VAL); k++)
         fprintf(out, " %-*s", k == (grads ? F_GRAD : F_VAL) ? 0 : width[k], heads[k]);
@@ -532,51 +318,18 @@ static void dump_text(FILE *out, const view *v, const tg_dump_opts *o)
 
 /* ---- JSON ------------------------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at s, or 0 if it is not one. */
-static int utf8_len(const unsigned char *s)
-{
-    if (s[0] < 0x80) return 1;
-    int n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
-    if (s[0] >= 0xf8) n = 0;
-    for (int i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    return n;
-}
-
-/* A JSON string literal (or null); invalid UTF-8 becomes U+FFFD. */
+/* A JSON string literal (or null): RFC 8259 escapes, invalid UTF-8 as U+FFFD. */
 static void json_str(FILE *out, const char *s)
 {
-    if (!s) {
-        fputs("null", out);
-        return;
-    }
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int n = utf8_len(p);
-        if (!n) {
-            fputs("\\ufffd", out);
-            p++;
-        } else if (*p == '"' || *p == '\\') {
-            fputc('\\', out);
-            fputc(*p++, out);
-        } else if (*p < 0x20) {
-            const char *esc = *p == '\n' ? "\\n" : *p == '\t' ? "\\t" : *p == '\r' ? "\\r" : NULL;
-            if (esc) fputs(esc, out);
-            else fprintf(out, "\\u%04x", *p);
-            p++;
-        } else {
-            fwrite(p, 1, (size_t)n, out);
-            p += n;
-        }
-    }
-    fputc('"', out);
+    if (!s) fputs("null", out);
+    else tg_esc_write(out, s, TG_ESC_JSON);
 }
 
 static void json_num(FILE *out, double x)
 {
     if (isnan(x)) fputs("\"nan\"", out);
     else if (isinf(x)) fputs(x > 0 ? "\"inf\"" : "\"-inf\"", out);
-    else fprintf(out, "%.*g", JSON_DIGITS, x);
+    else fprintf(out, "%.*g", TGD_JSON_DIGITS, x);
 }
 
 static void json_summary(FILE *out, const tg_real *v, size_t n, int max_values)
@@ -585,8 +338,8 @@ static void json_summary(FILE *out, const tg_real *v, size_t n, int max_values)
         fputs("null", out);
         return;
     }
-    stats s;
-    stats_of(v, n, &s);
+    tgd_stats s;
+    tgd_stats_of(v, n, &s);
     fputs("{\"min\": ", out);
     if (s.bad < n) json_num(out, s.min);
     else fputs("null", out);
@@ -616,7 +369,7 @@ static void json_shape(FILE *out, const tg_tensor *t)
     else fprintf(out, "[%d, %d]", t->rows, t->cols);
 }
 
-static void dump_json(FILE *out, const view *v, const tg_dump_opts *o)
+static void dump_json(FILE *out, const tgd_view *v, const tg_dump_opts *o)
 {
     int grads = o && o->grads, mv = max_values_of(o);
     fputs("{\"format\": \"tapegrad-dump\", \"version\": 1, \"real\": \"" TG_REAL_NAME "\", \"title\": ", out);
@@ -678,33 +431,12 @@ static void dump_json(FILE *out, const view *v, const tg_dump_opts *o)
 
 /* ---- DOT --------------------------------------------------------------------------- */
 
-/* A DOT double-quoted string: quotes and backslashes escaped, '\n' in s
- * becomes a centred line break, other control characters and invalid UTF-8
- * become '?' (Graphviz warns about both).  <, > and braces need no escape in
- * a quoted (non-HTML, non-record) label. */
+/* A DOT double-quoted string (tg_escape.h: TG_ESC_DOT): a '\n' in s is the
+ * label's line break; names in s were escaped as text when it was built, so a
+ * line break in a name shows as \x0a. */
 static void dot_str(FILE *out, const char *s)
 {
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int n = utf8_len(p);
-        if (!n) {
-            fputc('?', out);
-            p++;
-        } else if (*p == '"' || *p == '\\') {
-            fputc('\\', out);
-            fputc(*p++, out);
-        } else if (*p == '\n') {
-            fputs("\\n", out);
-            p++;
-        } else if (*p < 0x20) {
-            fputc('?', out);
-            p++;
-        } else {
-            fwrite(p, 1, (size_t)n, out);
-            p += n;
-        }
-    }
-    fputc('"', out);
+    tg_esc_write(out, s, TG_ESC_DOT);
 }
 
 /* Fill colours by role, and for parameters; one legend says what they mean. */
@@ -714,34 +446,37 @@ static void dot_str(FILE *out, const char *s)
 #define DOT_LOSS   "#ffd8a8"
 #define DOT_OP     "#ffffff"
 
-static void dot_node(FILE *out, const view *v, const tg_tensor *t, int pidx, const tg_dump_opts *o,
+static void dot_node(FILE *out, const tgd_view *v, const tg_tensor *t, int pidx, const tg_dump_opts *o,
                      const char *indent)
 {
     char buf[1024];
-    sbuf b;
+    tgd_sbuf b;
     int grads = o && o->grads, mv = max_values_of(o);
     int is_param = t->kind == TG_KIND_PARAM;
     int role = is_param ? -1 : v->role[t->index];
-    sb_init(&b, buf, sizeof buf);
+    tgd_sb_init(&b, buf, sizeof buf);
     if (is_param) {
-        sb_printf(&b, "%s\nparam ", t->label ? t->label : "?");
+        tgd_sb_esc(&b, t->label ? t->label : "?");
+        tgd_sb_printf(&b, "\nparam ");
     } else {
-        if (t->label) sb_name(&b, t);
+        if (t->label) tgd_sb_name(&b, t);
         if (t->file) { /* the file's base name keeps the box narrow; the tooltip has all */
             const char *base = strrchr(t->file, '/');
-            sb_printf(&b, "%s%s:%d", t->label ? "  " : "", base ? base + 1 : t->file, t->line);
+            tgd_sb_printf(&b, "%s", t->label ? "  " : "");
+            tgd_sb_esc(&b, base ? base + 1 : t->file);
+            tgd_sb_printf(&b, ":%d", t->line);
         }
-        if (t->label || t->file) sb_printf(&b, "\n");
-        sb_printf(&b, "#%d %s ", t->index, tg_tensor_op(t));
+        if (t->label || t->file) tgd_sb_printf(&b, "\n");
+        tgd_sb_printf(&b, "#%d %s ", t->index, tg_tensor_op(t));
     }
-    sb_shape(&b, t, 0);
-    if (role == ROLE_LOSS) sb_printf(&b, "  (loss)");
-    else if (role == ROLE_TARGET) sb_printf(&b, "  (target)");
-    sb_printf(&b, "\nval ");
-    sb_summary(&b, t->val, tg_numel(t), mv, SUM_DOT);
+    tgd_sb_shape(&b, t, 0);
+    if (role == ROLE_LOSS) tgd_sb_printf(&b, "  (loss)");
+    else if (role == ROLE_TARGET) tgd_sb_printf(&b, "  (target)");
+    tgd_sb_printf(&b, "\nval ");
+    tgd_sb_summary(&b, t->val, tg_numel(t), mv, TGD_SUM_DOT);
     if (grads && t->grad) {
-        sb_printf(&b, "\ngrad ");
-        sb_summary(&b, t->grad, tg_numel(t), mv, SUM_DOT);
+        tgd_sb_printf(&b, "\ngrad ");
+        tgd_sb_summary(&b, t->grad, tg_numel(t), mv, TGD_SUM_DOT);
     }
     if (is_param) fprintf(out, "%sp%d [label=", indent, pidx);
     else fprintf(out, "%se%d [label=", indent, t->index);
@@ -754,10 +489,17 @@ static void dot_node(FILE *out, const view *v, const tg_tensor *t, int pidx, con
     else if (role == ROLE_LOSS) fputs(", peripheries=2", out);
     else if (role == ROLE_INPUT || role == ROLE_TARGET) fputs(", shape=note", out);
     if (entry_bad(t, grads)) fputs(", color=red, fontcolor=red, penwidth=2.5", out);
-    sb_init(&b, buf, sizeof buf);
-    if (is_param) sb_printf(&b, "parameter %s", t->label ? t->label : "?");
-    else sb_printf(&b, "entry %d", t->index);
-    if (t->file) sb_printf(&b, " at %s:%d:%d", t->file, t->line, t->column);
+    tgd_sb_init(&b, buf, sizeof buf);
+    if (is_param) {
+        tgd_sb_printf(&b, "parameter ");
+        tgd_sb_esc(&b, t->label ? t->label : "?");
+    }
+    else tgd_sb_printf(&b, "entry %d", t->index);
+    if (t->file) {
+        tgd_sb_printf(&b, " at ");
+        tgd_sb_esc(&b, t->file);
+        tgd_sb_printf(&b, ":%d:%d", t->line, t->column);
+    }
     fputs(", tooltip=", out);
     dot_str(out, buf);
     fputs("];\n", out);
@@ -776,7 +518,7 @@ static int cmp_u64(const void *a, const void *b)
  * cluster starts at the top); an invisible edge from the last entry of each
  * step to every leaf of the next stacks step t+1 below step t instead.  The
  * fold box takes the place of the steps it hides.  order: as in dump_dot. */
-static void dot_time_axis(FILE *out, const view *v, const uint64_t *order, size_t n)
+static void dot_time_axis(FILE *out, const tgd_view *v, const uint64_t *order, size_t n)
 {
     char prev[24] = "", cur[24] = "";
     int step = -1;
@@ -801,7 +543,7 @@ static void dot_time_axis(FILE *out, const view *v, const uint64_t *order, size_
     }
 }
 
-static tg_status dump_dot(FILE *out, const view *v, const tg_dump_opts *o)
+static tg_status dump_dot(FILE *out, const tgd_view *v, const tg_dump_opts *o)
 {
     tg_ctx *ctx = v->tp->ctx;
     size_t n = (size_t)v->n;
@@ -823,11 +565,15 @@ static tg_status dump_dot(FILE *out, const view *v, const tg_dump_opts *o)
           "fontsize=12, labelloc=t, label=", out);
     {
         char buf[512];
-        sbuf b;
-        sb_init(&b, buf, sizeof buf);
-        sb_printf(&b, "%s%s%d tape entries, %d parameters%s", o && o->title ? o->title : "",
-                  o && o->title ? ": " : "", v->n, v->n_params, o && o->grads ? ", after backward" : "");
-        sb_printf(&b, "\nyellow: parameter   blue: input   purple: target   orange: loss   "
+        tgd_sbuf b;
+        tgd_sb_init(&b, buf, sizeof buf);
+        if (o && o->title) {
+            tgd_sb_esc(&b, o->title);
+            tgd_sb_printf(&b, ": ");
+        }
+        tgd_sb_printf(&b, "%d tape entries, %d parameters%s", v->n, v->n_params,
+                      o && o->grads ? ", after backward" : "");
+        tgd_sb_printf(&b, "\nyellow: parameter   blue: input   purple: target   orange: loss   "
                       "red outline: NaN or Inf");
         dot_str(out, buf);
     }
@@ -879,12 +625,12 @@ static tg_status dump_dot(FILE *out, const view *v, const tg_dump_opts *o)
             int is_param = x->kind == TG_KIND_PARAM;
             int fx = !is_param && is_folded(v, x->index);
             char src[24];
-            if (is_param) snprintf(src, sizeof src, "p%d", param_find(v, x));
+            if (is_param) snprintf(src, sizeof src, "p%d", tgd_param_find(v, x));
             else snprintf(src, sizeof src, "e%d", x->index);
             const char *attr = is_param ? " [color=\"#b8a040\", style=dashed]" : "";
             if (fi && fx) continue;
             if (fi) {
-                size_t slot = is_param ? n + (size_t)param_find(v, x) : (size_t)x->index;
+                size_t slot = is_param ? n + (size_t)tgd_param_find(v, x) : (size_t)x->index;
                 if (!to_fold[slot]) fprintf(out, "  %s -> fold%s;\n", src, attr);
                 to_fold[slot] = 1;
             } else if (fx) {
@@ -908,7 +654,7 @@ tg_status tg_tape_dump(tg_tape *tp, FILE *out, tg_dump_format fmt, const tg_dump
     if (!out) return tg_error(tp->ctx, TG_ERR_ARG, "dump: no output file");
     if (fmt != TG_DUMP_TEXT && fmt != TG_DUMP_JSON && fmt != TG_DUMP_DOT)
         return tg_error(tp->ctx, TG_ERR_ARG, "dump: unknown format %d", (int)fmt);
-    view v;
+    tgd_view v;
     tg_status st = view_init(&v, tp, opts);
     if (st == TG_OK) {
         if (fmt == TG_DUMP_TEXT) dump_text(out, &v, opts);
@@ -935,364 +681,3 @@ int tg_dump_format_parse(const char *name)
     return -1;
 }
 
-/* ---- gradient norms by parameter and time step ------------------------------------ */
-struct tg_grad_norms {
-    tg_ctx *ctx;
-    int n_rows, n_cols, n_params; /* columns: the parameters, then the equations */
-    int *row_step;                /* each row's step, increasing; -1 (last) for no step */
-    char **names;                 /* each column's name, owned */
-    double *norm;                 /* [n_rows][n_cols]; NaN where nothing was recorded */
-    double *total;                /* [n_cols]: the whole sweep's gradient; NaN for equations */
-};
-
-/* What the sweep hook needs: for each parameter, its gradient when last seen
- * (snap) and the part added since the current step's entries began (acc). */
-typedef struct norms_watch {
-    tg_grad_norms *gn;
-    tg_tensor **params;
-    size_t *off;     /* each parameter's offset into snap, acc and start */
-    tg_real *snap, *acc, *start;
-    int *acc_row;    /* the row acc belongs to, -1 none */
-    double *sq;      /* [n_params][n_rows]: squared norms of each step's part */
-    const int *step; /* inferred step of each entry */
-} norms_watch;
-
-static int row_of(const tg_grad_norms *gn, int step)
-{
-    int lo = 0, hi = gn->n_rows - 1;
-    if (step < 0) return gn->row_step[hi] == -1 ? hi : -1;
-    if (gn->row_step[hi] == -1) hi--;
-    while (lo <= hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (gn->row_step[mid] == step) return mid;
-        if (gn->row_step[mid] < step) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return -1;
-}
-
-static void watch_flush(norms_watch *w, int j)
-{
-    size_t n = tg_numel(w->params[j]);
-    tg_real *acc = w->acc + w->off[j];
-    if (w->acc_row[j] >= 0) {
-        double s = 0;
-        for (size_t i = 0; i < n; i++) s += (double)acc[i] * (double)acc[i];
-        w->sq[(size_t)j * (size_t)w->gn->n_rows + (size_t)w->acc_row[j]] += s;
-    }
-    memset(acc, 0, n * sizeof *acc);
-    w->acc_row[j] = -1;
-}
-
-/* Called after each entry's backward: whatever a parameter's gradient gained
- * since the last look came from this entry.  A step's parts are summed as
- * vectors while its entries sweep in a row (the unroller records a step's
- * entries together); should a step come back later, the squared norms add. */
-static void watch_hook(tg_tensor *e, void *user)
-{
-    norms_watch *w = user;
-    if (!e) return;
-    for (int k = 0; k < e->n_in; k++) {
-        tg_tensor *x = e->in[k];
-        if (x->kind != TG_KIND_PARAM) continue;
-        int dup = 0;
-        for (int m = 0; m < k; m++) dup |= e->in[m] == x;
-        if (dup) continue;
-        int j = w->gn->n_params - 1;
-        while (j >= 0 && w->params[j] != x) j--;
-        if (j < 0) continue;
-        int row = row_of(w->gn, w->step[e->index]);
-        if (row != w->acc_row[j]) watch_flush(w, j);
-        w->acc_row[j] = row;
-        size_t n = tg_numel(x);
-        tg_real *snap = w->snap + w->off[j], *acc = w->acc + w->off[j];
-        for (size_t i = 0; i < n; i++) {
-            acc[i] += x->grad[i] - snap[i];
-            snap[i] = x->grad[i];
-        }
-    }
-}
-
-void tg_grad_norms_free(tg_grad_norms *gn)
-{
-    if (!gn) return;
-    tg_ctx *ctx = gn->ctx;
-    for (int c = 0; gn->names && c < gn->n_cols; c++) tg_strfree(ctx, gn->names[c]);
-    if (!gn->names) gn->n_cols = 0; /* the table was never made */
-    tg_free(ctx, gn->names, (size_t)gn->n_cols * sizeof *gn->names);
-    tg_free(ctx, gn->row_step, (size_t)gn->n_rows * sizeof *gn->row_step);
-    tg_free(ctx, gn->norm, (size_t)gn->n_rows * (size_t)gn->n_cols * sizeof *gn->norm);
-    tg_free(ctx, gn->total, (size_t)gn->n_cols * sizeof *gn->total);
-    tg_free(ctx, gn, sizeof *gn);
-}
-
-static int cmp_int(const void *a, const void *b)
-{
-    int x = *(const int *)a, y = *(const int *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The rows: the distinct steps of entries 0..last in increasing order, then
- * -1 if some entry has none. */
-static tg_status norms_rows(tg_grad_norms *gn, const int *step, int last)
-{
-    size_t n = (size_t)last + 1;
-    int *s = tg_alloc(gn->ctx, n * sizeof *s);
-    if (!s) return TG_ERR_NOMEM;
-    memcpy(s, step, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_int);
-    int rows = 0, has_none = s[0] < 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] >= 0 && (i == 0 || s[i] != s[i - 1])) s[rows++] = s[i];
-    if (has_none) s[rows++] = -1;
-    gn->row_step = tg_alloc(gn->ctx, (size_t)rows * sizeof *gn->row_step);
-    if (gn->row_step) {
-        memcpy(gn->row_step, s, (size_t)rows * sizeof *s);
-        gn->n_rows = rows;
-    }
-    tg_free(gn->ctx, s, n * sizeof *s);
-    return gn->row_step ? TG_OK : TG_ERR_NOMEM;
-}
-
-/* The distinct labels (first use first) of entries 0..last that have a step
- * and a gradient: one column each, |dL/d label[t]| of the last such entry of
- * each step, which is the equation's result. */
-static tg_status norms_equations(tg_grad_norms *gn, tg_tape *tp, int last, const char ***labels,
-                                 int *n_labels, int *cap)
-{
-    for (int i = 0; i <= last; i++) {
-        tg_tensor *t = tp->nodes[i];
-        if (!t->label || t->step < 0 || !t->grad) continue;
-        int c = 0;
-        while (c < *n_labels && strcmp((*labels)[c], t->label)) c++;
-        if (c < *n_labels) continue;
-        if (*n_labels == *cap) {
-            int ncap = *cap ? 2 * *cap : 8;
-            const char **l = tg_realloc(gn->ctx, (void *)*labels, (size_t)*cap * sizeof *l,
-                                        (size_t)ncap * sizeof *l);
-            if (!l) return TG_ERR_NOMEM;
-            *labels = l;
-            *cap = ncap;
-        }
-        (*labels)[(*n_labels)++] = t->label;
-    }
-    return TG_OK;
-}
-
-static void watch_free(tg_ctx *ctx, norms_watch *w, int n_p, size_t total, int n_rows)
-{
-    tg_free(ctx, w->off, (size_t)(n_p + 1) * sizeof *w->off);
-    tg_free(ctx, w->snap, total * sizeof(tg_real));
-    tg_free(ctx, w->acc, total * sizeof(tg_real));
-    tg_free(ctx, w->start, total * sizeof(tg_real));
-    tg_free(ctx, w->acc_row, (size_t)n_p * sizeof *w->acc_row);
-    tg_free(ctx, w->sq, (size_t)n_p * (size_t)n_rows * sizeof *w->sq);
-}
-
-/* Fills the table once the sweep is done: each parameter's per-step norms
- * and total, then one column per equation label. */
-static tg_status norms_fill(tg_grad_norms *gn, tg_tape *tp, int last, norms_watch *w)
-{
-    tg_ctx *ctx = gn->ctx;
-    const char **labels = NULL;
-    int n_labels = 0, cap = 0, n_p = gn->n_params;
-    tg_status st = norms_equations(gn, tp, last, &labels, &n_labels, &cap);
-    if (st) goto done;
-    st = TG_ERR_NOMEM;
-    int cols = n_p + n_labels;
-    size_t cells = (size_t)gn->n_rows * (size_t)cols;
-    gn->n_cols = cols;
-    if (!(gn->names = tg_alloc(ctx, (size_t)cols * sizeof *gn->names))) goto done;
-    memset(gn->names, 0, (size_t)cols * sizeof *gn->names);
-    gn->norm = tg_alloc(ctx, cells * sizeof *gn->norm);
-    gn->total = tg_alloc(ctx, (size_t)cols * sizeof *gn->total);
-    if (!gn->norm || !gn->total) goto done;
-    for (int c = 0; c < cols; c++) {
-        const char *nm = c < n_p ? (w->params[c]->label ? w->params[c]->label : "?") : labels[c - n_p];
-        if (!(gn->names[c] = tg_strdup(ctx, nm))) goto done;
-    }
-    for (size_t i = 0; i < cells; i++) gn->norm[i] = NAN;
-    for (int j = 0; j < n_p; j++) {
-        for (int r = 0; r < gn->n_rows; r++)
-            gn->norm[(size_t)r * (size_t)cols + (size_t)j] =
-                sqrt(w->sq[(size_t)j * (size_t)gn->n_rows + (size_t)r]);
-        double s = 0;
-        for (size_t i = 0; i < tg_numel(w->params[j]); i++) {
-            double d = (double)w->params[j]->grad[i] - (double)w->start[w->off[j] + i];
-            s += d * d;
-        }
-        gn->total[j] = sqrt(s);
-    }
-    for (int c = n_p; c < cols; c++) gn->total[c] = NAN;
-    for (int i = 0; i <= last; i++) {
-        tg_tensor *t = tp->nodes[i];
-        if (!t->label || t->step < 0 || !t->grad) continue;
-        int c = 0;
-        while (strcmp(labels[c], t->label)) c++;
-        double s = 0;
-        for (size_t k = 0; k < tg_numel(t); k++) s += (double)t->grad[k] * (double)t->grad[k];
-        gn->norm[(size_t)row_of(gn, t->step) * (size_t)cols + (size_t)(n_p + c)] = sqrt(s);
-    }
-    st = TG_OK;
-done:
-    tg_free(ctx, (void *)labels, (size_t)cap * sizeof *labels);
-    return st;
-}
-
-tg_grad_norms *tg_grad_norms_new(tg_tape *tp, tg_tensor *loss, tg_params *ps)
-{
-    if (!tp) return NULL;
-    tg_ctx *ctx = tp->ctx;
-    if (!loss || loss->index < 0 || loss->index >= tp->n || tp->nodes[loss->index] != loss) {
-        tg_backward(tp, loss); /* says what is wrong with it */
-        return NULL;
-    }
-    int last = loss->index, n_p = 0;
-    size_t total = 0, n = (size_t)tp->n;
-    tg_grad_norms *gn = tg_alloc(ctx, sizeof *gn);
-    if (!gn) return NULL;
-    memset(gn, 0, sizeof *gn);
-    gn->ctx = ctx;
-    norms_watch w;
-    memset(&w, 0, sizeof w);
-    w.gn = gn;
-    view v; /* collects the tape's parameters when ps is NULL */
-    memset(&v, 0, sizeof v);
-    v.tp = tp;
-    tg_status st = TG_ERR_NOMEM;
-    int *step = tg_alloc(ctx, n * sizeof *step);
-    if (!step) goto done;
-    infer_steps(tp, tp->n, step);
-    w.step = step;
-    if (ps) { /* the table's columns: ps's parameters in order, else the tape's */
-        for (int j = 0; j < ps->n; j++)
-            if (param_add(&v, ps->list[j].t)) goto done;
-    } else {
-        for (int i = 0; i <= last; i++)
-            for (int k = 0; k < tp->nodes[i]->n_in; k++)
-                if (tp->nodes[i]->in[k]->kind == TG_KIND_PARAM && param_add(&v, tp->nodes[i]->in[k]))
-                    goto done;
-    }
-    params_sort(&v);
-    n_p = gn->n_params = v.n_params;
-    w.params = v.params;
-    if (norms_rows(gn, step, last)) goto done;
-    if (!(w.off = tg_alloc(ctx, (size_t)(n_p + 1) * sizeof *w.off))) goto done;
-    for (int j = 0; j <= n_p; j++) {
-        w.off[j] = total;
-        if (j < n_p) total += tg_numel(w.params[j]);
-    }
-    w.snap = tg_alloc(ctx, total * sizeof(tg_real));
-    w.acc = tg_alloc(ctx, total * sizeof(tg_real));
-    w.start = tg_alloc(ctx, total * sizeof(tg_real));
-    w.acc_row = tg_alloc(ctx, (size_t)n_p * sizeof *w.acc_row);
-    w.sq = tg_alloc(ctx, (size_t)n_p * (size_t)gn->n_rows * sizeof *w.sq);
-    if (!w.snap || !w.acc || !w.start || !w.acc_row || !w.sq) goto done;
-    memset(w.acc, 0, total * sizeof(tg_real));
-    memset(w.sq, 0, (size_t)n_p * (size_t)gn->n_rows * sizeof *w.sq);
-    for (int j = 0; j < n_p; j++) {
-        memcpy(w.snap + w.off[j], w.params[j]->grad, tg_numel(w.params[j]) * sizeof(tg_real));
-        w.acc_row[j] = -1;
-    }
-    memcpy(w.start, w.snap, total * sizeof(tg_real));
-
-    tg_sweep_hook old = tp->hook;
-    void *old_user = tp->hook_user;
-    tg_tape_set_sweep_hook(tp, watch_hook, &w);
-    st = tg_backward(tp, loss);
-    tg_tape_set_sweep_hook(tp, old, old_user);
-    if (st == TG_OK) {
-        for (int j = 0; j < n_p; j++) watch_flush(&w, j);
-        st = norms_fill(gn, tp, last, &w);
-    }
-done:
-    if (st == TG_ERR_NOMEM) tg_error(ctx, st, "gradient norms: out of memory");
-    watch_free(ctx, &w, n_p, total, gn->n_rows);
-    tg_free(ctx, step, n * sizeof *step);
-    tg_free(ctx, v.params, (size_t)v.cap_params * sizeof *v.params);
-    if (st) {
-        tg_grad_norms_free(gn);
-        return NULL;
-    }
-    return gn;
-}
-
-void tg_grad_norms_size(const tg_grad_norms *gn, int *rows, int *cols)
-{
-    if (rows) *rows = gn ? gn->n_rows : 0;
-    if (cols) *cols = gn ? gn->n_cols : 0;
-}
-
-int tg_grad_norms_step(const tg_grad_norms *gn, int row)
-{
-    return gn && row >= 0 && row < gn->n_rows ? gn->row_step[row] : -1;
-}
-
-const char *tg_grad_norms_name(const tg_grad_norms *gn, int col, int *is_param)
-{
-    if (!gn || col < 0 || col >= gn->n_cols) return NULL;
-    if (is_param) *is_param = col < gn->n_params;
-    return gn->names[col];
-}
-
-double tg_grad_norms_at(const tg_grad_norms *gn, int row, int col)
-{
-    if (!gn || col < 0 || col >= gn->n_cols || row < -1 || row >= gn->n_rows) return NAN;
-    return row < 0 ? gn->total[col] : gn->norm[(size_t)row * (size_t)gn->n_cols + (size_t)col];
-}
-
-static void put_cell(FILE *out, double x, int width, int csv)
-{
-    char b[32];
-    if (csv) {
-        if (!isnan(x)) fprintf(out, ",%s", fmt_num(b, sizeof b, x, JSON_DIGITS));
-        else fputc(',', out);
-    } else {
-        fprintf(out, " %*s", width, isnan(x) ? "-" : fmt_num(b, sizeof b, x, SHOW_DIGITS));
-    }
-}
-
-tg_status tg_grad_norms_write(const tg_grad_norms *gn, FILE *out, int csv)
-{
-    if (!gn) return TG_ERR_ARG;
-    if (!out) return tg_error(gn->ctx, TG_ERR_ARG, "gradient norms: no output file");
-    int *w = tg_alloc(gn->ctx, (size_t)gn->n_cols * sizeof *w);
-    if (!w) return TG_ERR_NOMEM;
-    for (int c = 0; c < gn->n_cols; c++) {
-        int k = (int)strlen(gn->names[c]) + (c < gn->n_params ? 0 : 4);
-        w[c] = k > 10 ? k : 10;
-    }
-    if (!csv) {
-        fprintf(out, "# gradient norms by time step.  Parameter columns: |the part of dL/dP that step t's\n"
-                     "# entries added|; dL/d<name> columns: |dL/d name[t]|, the gradient flowing back into step t.\n");
-        fputs(" step", out);
-    } else {
-        fputs("step", out);
-    }
-    for (int c = 0; c < gn->n_cols; c++) {
-        char head[96];
-        snprintf(head, sizeof head, "%s%s", c < gn->n_params ? "" : "dL/d", gn->names[c]);
-        if (csv) {
-            fputc(',', out);
-            for (const char *p = head; *p; p++) /* quote-free CSV: names are identifiers */
-                fputc(*p == ',' || *p == '"' || (unsigned char)*p < ' ' ? '_' : *p, out);
-        } else {
-            fprintf(out, "%s %*s", c == gn->n_params ? " |" : "", w[c], head);
-        }
-    }
-    fputc('\n', out);
-    for (int i = 0; i <= gn->n_rows; i++) {
-        int row = i < gn->n_rows ? i : -1; /* the steps, then the total */
-        if (row >= 0 && gn->row_step[row] >= 0) fprintf(out, csv ? "%d" : "%5d", gn->row_step[row]);
-        else fputs(row >= 0 ? (csv ? "none" : " none") : "total", out);
-        for (int c = 0; c < gn->n_cols; c++) {
-            if (!csv && c == gn->n_params) fputs(" |", out);
-            put_cell(out, tg_grad_norms_at(gn, row, c), w[c], csv);
-        }
-        fputc('\n', out);
-    }
-    tg_free(gn->ctx, w, (size_t)gn->n_cols * sizeof *w);
-    if (fflush(out) != 0 || ferror(out))
-        return tg_error(gn->ctx, TG_ERR_IO, "gradient norms: writing failed");
-    return TG_OK;
-}

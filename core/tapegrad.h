@@ -474,6 +474,240 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u);
 
 /* ---- end of models -------------------------------------------------------- */
 
+/* ---- training (train/) ---------------------------------------------------
+ * A trainer fits a model's parameters to data: minibatches of equal-length
+ * sequences shuffled from a seed, or a text cut into B parallel streams;
+ * truncated BPTT with the state carried between chunks; gradient
+ * accumulation; an optimizer and a learning-rate schedule; validation and
+ * early stopping; one-file checkpoints that resume bit for bit.  It is the
+ * loop of `tapegrad train`, of the Python binding and of MPI training. */
+
+/* A vocabulary: the distinct characters of a text, sorted by code point;
+ * symbol i is the i-th.  Text is read as UTF-8.  A byte that does not start
+ * a valid UTF-8 sequence (a stray continuation byte, an overlong form, a
+ * surrogate, a truncated sequence, a code point past U+10FFFF) is not an
+ * error: it becomes its own character U+DC80 + byte (Python's
+ * "surrogateescape"), so any file trains and writing a symbol back gives the
+ * original byte.  A NUL byte is an ordinary character. */
+typedef struct tg_vocab tg_vocab;
+/* A vocabulary of n distinct code points (any order; copied).  NULL with the
+ * error in ctx for a duplicate or a value past U+10FFFF.  Free with
+ * tg_vocab_free(). */
+tg_vocab *tg_vocab_new(tg_ctx *ctx, const uint32_t *chars, int n);
+void tg_vocab_free(tg_vocab *v);
+int tg_vocab_size(const tg_vocab *v);
+uint32_t tg_vocab_char(const tg_vocab *v, int i);        /* the code point of symbol i */
+int tg_vocab_index(const tg_vocab *v, uint32_t cp);      /* its symbol, -1 if absent */
+/* Writes symbol i as UTF-8 (an escaped byte U+DC80+b as the byte b) into
+ * out[0..4); returns the number of bytes, 0 if i is out of range. */
+int tg_vocab_utf8(const tg_vocab *v, int i, char out[4]);
+
+/* What a trainer learns from.  Three kinds, one type:
+ *  - sequences: a tg_dataset (YAML), or a CSV series (a header of input and
+ *    target names, `name[i]` for row i of a vector; one line per step; a
+ *    blank line between sequences; `#` comments).  A CSV value must be a
+ *    finite number in tg_real's range: nan, inf, 1e39 in a float build, a
+ *    NUL byte, are refused as FILE:LINE:COL;
+ *  - text, one-hot over a vocabulary: for a model with one input and one
+ *    target of size `vocab`.
+ * Paths are read through the library's file reader (a FIFO or device is
+ * refused, UTF-16 is told to be saved as UTF-8); "-" reads standard input.
+ * NULL with the error in ctx.  Free with tg_trainset_free(). */
+typedef struct tg_trainset tg_trainset;
+/* Takes ownership of d (freed with the set, even on failure); m (read now
+ * only) is the model d was loaded for. */
+tg_trainset *tg_trainset_sequences(tg_ctx *ctx, const tg_model *m, tg_dataset *d);
+tg_trainset *tg_trainset_csv(tg_ctx *ctx, const tg_model *m, const char *path);
+tg_trainset *tg_trainset_csv_parse(tg_ctx *ctx, const tg_model *m, const char *filename,
+                                   const char *text, size_t len);
+/* vocab NULL: the text's own characters; else every character must be in it
+ * ("FILE:LINE:COL: character 'x' (U+0078) is not in the vocabulary of N
+ * characters").  The set keeps its own copy. */
+tg_trainset *tg_trainset_text(tg_ctx *ctx, const char *path, const tg_vocab *vocab);
+tg_trainset *tg_trainset_text_parse(tg_ctx *ctx, const char *filename, const char *text, size_t len,
+                                    const tg_vocab *vocab);
+/* By the path's ending: .yaml/.yml sequences, .csv a series, anything else
+ * (and "-") text with vocab as above.  m is needed for sequences only. */
+tg_trainset *tg_trainset_load(tg_ctx *ctx, const tg_model *m, const char *path, const tg_vocab *vocab);
+void tg_trainset_free(tg_trainset *s);
+int tg_trainset_is_text(const tg_trainset *s);
+/* Sequences (a batched YAML sequence counts each column) or characters. */
+size_t tg_trainset_length(const tg_trainset *s);
+const tg_vocab *tg_trainset_vocab(const tg_trainset *s);  /* text only; owned by s */
+/* Moves the last fraction (0 < fraction < 1) of s into a new set for
+ * validation: the last sequences in file order, or the last characters of a
+ * text (with the same vocabulary).  NULL with the error in ctx when either
+ * part would be empty.  A split of sequences reads s's values: free it
+ * before s. */
+tg_trainset *tg_trainset_split(tg_trainset *s, double fraction);
+
+typedef enum tg_reduction {
+    TG_REDUCE_MEAN, /* the loss divided by its count: for text, the characters (steps x
+                       columns) of the step; for sequences, the sequences (columns) of
+                       the step; so one step of a text is nats per character */
+    TG_REDUCE_SUM   /* the plain sum (min-char-rnn's; PyTorch's reduction='sum') */
+} tg_reduction;
+
+/* Learning-rate schedules, as torch.optim.lr_scheduler defines them, taken
+ * per optimizer step after warm-up (s = steps taken since warm-up ended):
+ *   CONSTANT  lr
+ *   STEP      lr gamma^floor(s / step_size)                  (StepLR)
+ *   EXP       lr gamma^s                                     (ExponentialLR)
+ *   COSINE    lr (1 + cos(pi s / T)) / 2, T = total steps - warmup (CosineAnnealingLR,
+ *             eta_min 0; T comes from epochs, or max_steps when smaller)
+ *   PLATEAU   lr times gamma after an epoch ending `plateau_patience` epochs
+ *             past the best loss (validation loss if any, else the epoch's
+ *             training loss), improvement meaning below best (1 - 1e-4)
+ *             (ReduceLROnPlateau, mode min, threshold 1e-4 rel, cooldown 0)
+ * With warmup N > 0 the k-th step (k = 1..N) uses lr k / N before any of the
+ * above. */
+typedef enum tg_schedule {
+    TG_SCHED_CONSTANT, TG_SCHED_STEP, TG_SCHED_EXP, TG_SCHED_COSINE, TG_SCHED_PLATEAU
+} tg_schedule;
+const char *tg_schedule_name(tg_schedule s);   /* "constant", "step", ... */
+int tg_schedule_parse(const char *name);       /* -1 if unknown */
+
+typedef struct tg_train_opts {
+    tg_optim_opts optim;  /* the optimizer and its base learning rate */
+    int epochs;           /* passes over the data (default 1) */
+    uint64_t max_steps;   /* stop after this many optimizer steps in all; 0: no limit */
+    int batch;            /* columns per minibatch; 0: a text's 1, else the first
+                             sequence's batch */
+    int bptt;             /* truncated BPTT in chunks of this many steps; 0: whole
+                             sequences; -1 (the default): 64 for text, whole sequences
+                             otherwise */
+    int accumulate;       /* minibatches (chunks) per optimizer step (default 1) */
+    tg_reduction reduction;
+    tg_schedule schedule;
+    int warmup;           /* steps of linear warm-up (default 0) */
+    double gamma;         /* STEP, EXP, PLATEAU factor; 0: 0.1 (EXP: 0.99) */
+    int step_size;        /* STEP: optimizer steps per decay (default 1000) */
+    int plateau_patience; /* PLATEAU: epochs without improvement (default 10) */
+    double target;        /* stop after an epoch whose mean loss is below; 0: never */
+    int patience;         /* stop after this many epochs without a better validation
+                             loss, keeping the best parameters; 0: never */
+    uint64_t seed;        /* the shuffle's seed (default 1) */
+} tg_train_opts;
+
+/* Adam (lr 0.001), one epoch, the rest as documented above. */
+tg_train_opts tg_train_defaults(void);
+
+/* Where a run is and how it goes; passed to the progress callback and
+ * returned by tg_trainer_progress().  Losses are in the reduction's unit:
+ * per character (text) or per sequence, whatever the reduction. */
+typedef struct tg_train_progress {
+    int epoch, epochs;        /* the epoch under way (1-based) of epochs */
+    uint64_t step, total_steps; /* optimizer steps taken; planned for the run */
+    double loss;              /* the epoch's mean loss so far (at an epoch's end: the epoch's) */
+    double step_loss;         /* the last step's mean loss */
+    double valid_loss;        /* the last validation loss; NAN before the first */
+    double best_valid_loss;   /* the best so far; NAN before the first */
+    double lr, grad_norm;     /* of the last step (grad norm before clipping) */
+    double seconds;           /* training time, resumed runs included */
+    int epoch_end;            /* 1 when this report closes an epoch */
+} tg_train_progress;
+
+/* Why tg_trainer_run() returned TG_OK. */
+typedef enum tg_train_end {
+    TG_END_NONE,       /* not run yet, or not finished */
+    TG_END_EPOCHS,     /* every epoch done */
+    TG_END_MAX_STEPS,  /* max_steps reached */
+    TG_END_TARGET,     /* an epoch's loss fell below target */
+    TG_END_PATIENCE,   /* patience ran out (the best parameters are restored) */
+    TG_END_STOPPED     /* tg_trainer_stop() or the progress callback */
+} tg_train_end;
+
+typedef struct tg_trainer tg_trainer;
+
+/* A trainer for model m's parameters ps (both borrowed: they must outlive
+ * the trainer; ps must hold every model parameter, initialised).  opts is
+ * copied (NULL: the defaults).  NULL with the error in the model's context on
+ * a bad option.  Free with tg_trainer_free(). */
+tg_trainer *tg_trainer_new(const tg_model *m, tg_params *ps, const tg_train_opts *opts);
+void tg_trainer_free(tg_trainer *tr);
+/* The data (borrowed; must outlive the trainer's use).  valid may be NULL.
+ * Checks that the sets fit the model and the options (a text needs one input
+ * and one target of size vocab; batch fits the data) and plans the epochs.
+ * Call before stepping; again to change data (the position restarts). */
+tg_status tg_trainer_set_data(tg_trainer *tr, const tg_trainset *train, const tg_trainset *valid);
+/* One optimizer step (accumulate minibatches).  At the end of an epoch it
+ * evaluates the validation set and applies target, patience and plateau.
+ * TG_ERR_NONFINITE when the loss or a gradient is not finite: the message
+ * says where the first non-finite value came from (entry, equation,
+ * FILE:LINE:COL, step) when the model itself overflows. */
+tg_status tg_trainer_step(tg_trainer *tr);
+/* Steps to the end of the epoch under way. */
+tg_status tg_trainer_epoch(tg_trainer *tr);
+/* Steps until the epochs are done, max_steps, target, patience, or a stop;
+ * tg_trainer_end() says which. */
+tg_status tg_trainer_run(tg_trainer *tr);
+tg_train_end tg_trainer_end(const tg_trainer *tr);
+/* Mean loss of the model on a whole set (the options' batch and bptt, states
+ * carried, no gradients, parameters unchanged). */
+tg_status tg_trainer_evaluate(tg_trainer *tr, const tg_trainset *set, double *loss);
+/* Asks the run to stop after the step under way.  Async-signal-safe (it sets
+ * a flag), so a SIGINT handler may call it. */
+void tg_trainer_stop(tg_trainer *tr);
+/* Called after every step and at each epoch's end; returning nonzero stops
+ * the run like tg_trainer_stop().  NULL removes it. */
+typedef int (*tg_train_progress_fn)(const tg_train_progress *p, void *user);
+void tg_trainer_set_progress(tg_trainer *tr, tg_train_progress_fn fn, void *user);
+/* The state now (owned by tr; valid until its next call). */
+const tg_train_progress *tg_trainer_progress(const tg_trainer *tr);
+const tg_train_opts *tg_trainer_opts(const tg_trainer *tr);
+tg_optim *tg_trainer_optim(tg_trainer *tr);   /* owned by tr */
+
+/* Data-parallel training: fn sees the step's gradients, summed over its
+ * minibatches (the contiguous tg_params_grads() buffer of n scalars), and
+ * stats[0] = the summed loss, stats[1] = its count (what MEAN divides by),
+ * after backward and before the optimizer; an allreduce of both (sum) makes
+ * every rank take the same step.  The trainer then divides the gradients by
+ * stats[1] (MEAN) and steps.  Returning nonzero fails the step
+ * (TG_ERR_IO, "gradient reduction failed").  NULL removes it. */
+typedef int (*tg_train_reduce_fn)(tg_real *grads, size_t n, double *stats, int n_stats, void *user);
+void tg_trainer_set_reduce(tg_trainer *tr, tg_train_reduce_fn fn, void *user);
+
+/* Checkpoints: one binary file (train/ckpt_file.h) with the parameters,
+ * the optimizer state, the position (epoch, batch, chunk, step, the epoch's
+ * loss sums, the carried states), the options, the vocabulary, the best
+ * parameters (patience) and the model file's own text with its dims, so the
+ * file alone resumes a run and serves run/sample/dump/grad.  Saving is
+ * atomic; tg_trainer_save() does not lock (the tool holds a lock for the
+ * run). */
+tg_status tg_trainer_save(tg_trainer *tr, const char *path);
+
+typedef struct tg_checkpoint tg_checkpoint;
+/* Opens and verifies a checkpoint (magic, version, checksums).  NULL with the
+ * error in ctx ("PATH: not a tapegrad checkpoint", ...).  Close with
+ * tg_checkpoint_close(). */
+tg_checkpoint *tg_checkpoint_open(tg_ctx *ctx, const char *path);
+void tg_checkpoint_close(tg_checkpoint *c);
+/* 1 if path starts with the checkpoint magic (a MODEL or --params argument
+ * may be a checkpoint). */
+int tg_checkpoint_is(const char *path);
+/* The model the run trained, parsed from the text the checkpoint holds with
+ * the dims it was trained with (dims given here override them).  Free with
+ * tg_model_free(). */
+tg_model *tg_checkpoint_model(tg_checkpoint *c, const tg_dim *dims, int n_dims);
+/* The model file's text as saved and its original path (owned by c). */
+const char *tg_checkpoint_model_text(const tg_checkpoint *c, size_t *len, const char **path);
+/* Copies the parameters into ps (adding any missing) after checking every
+ * name and shape against m.  best = 1: the best parameters of a run with
+ * patience (the last ones when it kept none). */
+tg_status tg_checkpoint_params(tg_checkpoint *c, const tg_model *m, tg_params *ps, int best);
+/* The vocabulary of a run on text; NULL otherwise.  Owned by c. */
+const tg_vocab *tg_checkpoint_vocab(const tg_checkpoint *c);
+/* The options the run was started with. */
+tg_status tg_checkpoint_opts(const tg_checkpoint *c, tg_train_opts *opts);
+/* Continues the run saved in c: the trainer (made with opts compatible with
+ * tg_checkpoint_opts(), its data set) takes the parameters, optimizer state,
+ * position and best parameters.  Every number read is checked against the
+ * run it resumes, with a message naming the file and field ("PATH: field
+ * 'position.batch' is -100000000; this run has 3 batches per epoch"). */
+tg_status tg_trainer_resume(tg_trainer *tr, tg_checkpoint *c);
+
+/* ---- end of training ------------------------------------------------------ */
+
 #ifdef __cplusplus
 }
 #endif

@@ -262,11 +262,18 @@ enum { TG_DESCRIBE_NAME, TG_DESCRIBE_VALUE, TG_DESCRIBE_GRAD };
 void tg_describe_entry(const tg_tensor *t, int what, char *buf, size_t len);
 
 /* Whole-file writes that are never seen half-done (core/atomic.c): write to
- * a->f, then commit (fsync + rename) or abort.  Both return -1 with errno. */
+ * a->f, then commit (fsync + rename) or abort.  Both return -1 with errno.
+ * The target must be a regular file or absent; a symlink is followed (the
+ * file it points to is replaced, the link stays).  Anything else fails open
+ * with errno EISDIR (a directory) or EINVAL, and a->why says what it is
+ * ("is a FIFO, not a regular file; refusing to write it"; "" otherwise).
+ * Commit removes "TARGET.tmp.PID.*" left by processes that no longer exist. */
 typedef struct tg_atomic {
     FILE *f;
-    const char *path; /* borrowed */
+    const char *path;  /* borrowed: as the caller named it */
+    char target[4200]; /* where the rename goes: path with symlinks followed */
     char tmp[4200];
+    char why[96];
 } tg_atomic;
 int tg_atomic_open(tg_atomic *a, const char *path);
 int tg_atomic_commit(tg_atomic *a);

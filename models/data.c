@@ -329,10 +329,16 @@ static tg_status params_parse(tg_params *ps, const tg_model *m, const tgm_ydoc *
     tg_ctx *ctx = m->ctx;
     const int np = m->n_vars[TG_ROLE_PARAM];
     const tgm_var *pv = m->vars[TG_ROLE_PARAM];
-    if (y->root < 0) return TG_OK; /* an empty file sets nothing */
+    /* a file that sets nothing would leave every parameter at its init while
+     * the run looks as if it used the file's values */
+    if (y->root < 0)
+        return tg_error(ctx, TG_ERR_PARSE, "%s:1:1: the params file is empty: it sets no parameter of model %s",
+                        y->file, m->name);
     if (tgm_node(y, y->root)->kind != TGM_Y_MAP)
         return tgm_err_node(y, y->root, TG_ERR_PARSE, "a params file is a mapping from parameter names to values, not %s",
                             tgm_kind_name(y, y->root));
+    if (tgm_node(y, y->root)->first < 0)
+        return tgm_err_node(y, y->root, TG_ERR_PARSE, "the params file holds no parameters of model %s", m->name);
     const char *names[TGM_MAX_DECLS];
     size_t off[TGM_MAX_DECLS + 1];
     int node_of[TGM_MAX_DECLS];
@@ -428,7 +434,7 @@ tg_status tg_params_save(tg_params *ps, const tg_model *m, const char *path)
     }
     tg_atomic out;
     if (tg_atomic_open(&out, path) != 0)
-        return tg_error(ctx, TG_ERR_IO, "%s: cannot write params: %s", path, strerror(errno));
+        return tg_error(ctx, TG_ERR_IO, "%s: cannot write params: %s", path, out.why[0] ? out.why : strerror(errno));
     FILE *f = out.f;
     fprintf(f, "# tapegrad params for model '%s' (%s)\n", m->name, TG_REAL_NAME);
     for (int i = 0; i < np; i++) {
@@ -455,6 +461,6 @@ tg_status tg_params_save(tg_params *ps, const tg_model *m, const char *path)
         }
     }
     if (tg_atomic_commit(&out) != 0)
-        return tg_error(ctx, TG_ERR_IO, "%s: cannot write params: %s", path, strerror(errno));
+        return tg_error(ctx, TG_ERR_IO, "%s: cannot write params: %s", path, out.why[0] ? out.why : strerror(errno));
     return TG_OK;
 }

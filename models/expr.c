@@ -349,8 +349,9 @@ static tg_status name_value(C *c, size_t off, size_t len, val *out)
         for (int i = c->cur_eq + 1; i < c->n_later; i++)
             if (c->later[i].len == len && !memcmp(c->later[i].name, name, len))
                 return err_at(c, off, TG_ERR_PARSE,
-                              "'%.*s' is defined later, at line %d (equations run in order)", (int)len,
-                              name, c->later[i].line);
+                              "'%.*s' is read before its equation at line %d assigns it: equations run in "
+                              "order, and a value carried from one step to the next must be declared under "
+                              "'state:'", (int)len, name, c->later[i].line);
         const char **cands = tg_alloc(c->ctx, (size_t)(c->n_syms + 1) * sizeof *cands);
         if (!cands) return TG_ERR_NOMEM;
         for (int i = 0; i < c->n_syms; i++) cands[i] = c->syms[i].name;

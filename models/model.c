@@ -137,6 +137,33 @@ typedef struct loader {
     tg_ctx *ctx;
 } loader;
 
+/* The model's name travels into titles, plots and file headers: only what a
+ * name needs (letters, digits, '_', '-', '.'), so no quoting can go wrong. */
+static int name_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '.';
+}
+
+static tg_status check_model_name(const tgm_ydoc *d, int node)
+{
+    const char *name = tgm_str(d, node);
+    size_t len = tgm_node(d, node)->len;
+    if (len == 0) return tgm_err_node(d, node, TG_ERR_PARSE, "'name' must not be empty");
+    if (len > TGM_MAX_NAME)
+        return tgm_err_node(d, node, TG_ERR_LIMIT, "'name' is longer than the limit of %d characters", TGM_MAX_NAME);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (name_char(c)) continue;
+        char shown[8];
+        if (c >= ' ' && c < 0x7f) snprintf(shown, sizeof shown, "'%c'", c);
+        else snprintf(shown, sizeof shown, "\\x%02x", c);
+        return tgm_err_at(d, node, i, TG_ERR_PARSE,
+                          "a model name may contain only letters, digits, '_', '-' and '.', not %s", shown);
+    }
+    return TG_OK;
+}
+
 /* A new name must be an identifier, short, and not declared before. */
 static tg_status check_name(loader *L, int key)
 {
@@ -395,12 +422,19 @@ static tg_status load(loader *L, const char *text, size_t len, const tg_dim *dim
             st = tgm_err_node(d, node, TG_ERR_PARSE, "'name' must be a string, not %s", tgm_kind_name(d, node));
             goto out;
         }
+        if ((st = check_model_name(d, node))) goto out;
         m->name = tgm_pstrdup(&m->pool, tgm_str(d, node), tgm_node(d, node)->len);
     } else {
         const char *base = strrchr(m->file, '/');
         base = base ? base + 1 : m->file;
         const char *dot = strrchr(base, '.');
-        m->name = tgm_pstrdup(&m->pool, base, dot && dot != base ? (size_t)(dot - base) : strlen(base));
+        size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+        char *nm = n ? tgm_pstrdup(&m->pool, base, n > TGM_MAX_NAME ? TGM_MAX_NAME : n)
+                     : tgm_pstrdup(&m->pool, "model", 5);
+        /* a file may be called anything; its name keeps the rule of 'name:' */
+        for (char *c = nm; c && *c; c++)
+            if (!name_char((unsigned char)*c)) *c = '_';
+        m->name = nm;
     }
     if (!m->name) {
         st = TG_ERR_NOMEM;
@@ -504,8 +538,9 @@ tg_model *tg_model_parse(tg_ctx *ctx, const char *filename, const char *text, si
     m->pool.ctx = ctx;
     m->loss_slot = -1;
     loader L = {m, NULL, ctx};
+    m->text_len = len;
     if (!(m->file = tgm_pstrdup(&m->pool, filename, strlen(filename))) ||
-        load(&L, text, len, dims, n_dims) != TG_OK) {
+        !(m->text = tgm_pstrdup(&m->pool, text, len)) || load(&L, text, len, dims, n_dims) != TG_OK) {
         if (!tg_status_last(ctx)) tg_error(ctx, TG_ERR_NOMEM, "out of memory");
         tg_model_free(m);
         return NULL;

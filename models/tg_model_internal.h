@@ -162,6 +162,8 @@ struct tg_model {
     tg_ctx *ctx;
     tgm_pool pool;          /* every string and array of the model */
     const char *file, *name;
+    const char *text;       /* the model file's own text (checkpoints keep it) */
+    size_t text_len;
     int loss_at_last;       /* `loss_at: last` */
     tgm_var *vars[5];       /* by tg_model_role: params, inputs, targets, states, dims */
     int n_vars[5];

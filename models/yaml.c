@@ -4,6 +4,7 @@
  * rejects what could make a data file do more than hold data: anchors,
  * aliases, tags, several documents. */
 #include "tg_model_internal.h"
+#include "tg_files.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -58,63 +59,25 @@ void tgm_pool_free(tgm_pool *p)
 }
 
 /* ---- reading a file -------------------------------------------------------------- */
+/* Through tg_file_read_as (core/files.c): only a regular file is opened, so a
+ * FIFO cannot block us, and UTF-16/32 is named instead of misparsed.  The text
+ * is copied into the context's allocator, which the callers free it with. */
 tg_status tgm_read_file(tg_ctx *ctx, const char *path, size_t max, const char *what, char **text,
                         size_t *len)
 {
     *text = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return tg_error(ctx, TG_ERR_IO, "%s: cannot open %s: %s", path, what, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        close(fd);
-        return tg_error(ctx, TG_ERR_IO, "%s: cannot read %s: it is a directory", path, what);
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = tg_alloc(ctx, cap + 1);
-    if (!buf) {
-        close(fd);
-        return TG_ERR_NOMEM;
-    }
-    for (;;) {
-        if (n == cap) {
-            if (cap > max) break;
-            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
-            char *nb = tg_realloc(ctx, buf, cap + 1, ncap + 1);
-            if (!nb) {
-                tg_free(ctx, buf, cap + 1);
-                close(fd);
-                return TG_ERR_NOMEM;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            tg_free(ctx, buf, cap + 1);
-            close(fd);
-            return tg_error(ctx, TG_ERR_IO, "%s: cannot read %s: %s", path, what, strerror(e));
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    close(fd);
-    if (n > max) {
-        tg_free(ctx, buf, cap + 1);
-        return tg_error(ctx, TG_ERR_LIMIT, "%s: %s is larger than the limit of %zu bytes", path,
-                        what, max);
-    }
-    /* shrink to exactly n + 1 so the caller can free with the size it knows */
+    char *buf, msg[TG_ERRMSG_LEN];
+    size_t n;
+    tg_status st = tg_file_read_as(path, what, max, 0, &buf, &n, msg, sizeof msg);
+    if (st) return tg_error(ctx, st, "%s", msg);
     char *out = tg_alloc(ctx, n + 1);
     if (!out) {
-        tg_free(ctx, buf, cap + 1);
+        free(buf);
         return TG_ERR_NOMEM;
     }
-    memcpy(out, buf, n);
-    out[n] = 0;
-    tg_free(ctx, buf, cap + 1);
+    memcpy(out, buf, n + 1);
+    free(buf);
     *text = out;
     *len = n;
     return TG_OK;

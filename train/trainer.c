@@ -1,0 +1,619 @@
+/* trainer.c — the training loop: the epoch plan (minibatches of
+ * equal-length items shuffled from (seed, epoch), or B text streams),
+ * truncated BPTT with the state carried between chunks, gradient
+ * accumulation, the learning-rate schedule, validation, early stopping and
+ * progress.  Every buffer is allocated when the data is set; a step resets
+ * and reuses one tape. */
+#include "train_internal.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TEXT_BPTT 64  /* the chunk length for text when bptt is -1 */
+
+double tgt_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+tg_train_opts tg_train_defaults(void)
+{
+    tg_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.optim = tg_optim_defaults(TG_OPTIM_ADAM);
+    o.epochs = 1;
+    o.bptt = -1;
+    o.accumulate = 1;
+    o.reduction = TG_REDUCE_MEAN;
+    o.schedule = TG_SCHED_CONSTANT;
+    o.step_size = 1000;
+    o.plateau_patience = 10;
+    o.seed = 1;
+    return o;
+}
+
+static const char *const sched_names[] = {"constant", "step", "exp", "cosine", "plateau"};
+const char *tg_schedule_name(tg_schedule s) { return (unsigned)s < 5 ? sched_names[s] : "?"; }
+int tg_schedule_parse(const char *name)
+{
+    for (int i = 0; name && i < 5; i++)
+        if (!strcmp(name, sched_names[i])) return i;
+    return -1;
+}
+
+/* ---- the plan ------------------------------------------------------------ */
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+int tgt_batch_steps(const tgt_plan *p, int k)
+{
+    return p->set->kind == TGT_TEXT ? p->T_max : p->set->items[p->order[p->start[k]]].steps;
+}
+int tgt_batch_cols(const tgt_plan *p, int k) { return p->set->kind == TGT_TEXT ? p->B : p->count[k]; }
+int tgt_batch_chunks(const tgt_plan *p, int k)
+{
+    int T = tgt_batch_steps(p, k);
+    return (T + p->K - 1) / p->K;
+}
+
+void tgt_plan_free(tgt_plan *p, int n_in, int n_tg, int n_st)
+{
+    for (int i = 0; p->in && i < n_in; i++) free(p->in[i]);
+    for (int i = 0; p->tg && i < n_tg; i++) free(p->tg[i]);
+    for (int i = 0; p->carry && i < n_st; i++) free(p->carry[i]);
+    free(p->in), free(p->tg), free(p->carry);
+    free(p->order), free(p->start), free(p->count);
+    memset(p, 0, sizeof *p);
+}
+
+/* Sizes the plan and its buffers for set s with the trainer's batch and
+ * bptt; the batches themselves come from tgt_plan_epoch(). */
+tg_status tgt_plan_init(tg_trainer *tr, tgt_plan *p, const tg_trainset *s)
+{
+    memset(p, 0, sizeof *p);
+    p->set = s;
+    p->filled = -1;
+    int B = tr->o.batch;
+    if (s->kind == TGT_TEXT) {
+        if (!B) B = 1;
+        if ((size_t)B > s->n_sym - 1) {
+            if (s != tr->train) B = (int)(s->n_sym - 1); /* a short validation text: fewer streams */
+            else
+                return tg_error(tr->ctx, TG_ERR_ARG, "%s: %zu characters are too few for batch %d", s->name, s->n_sym,
+                                B);
+        }
+        size_t L = (s->n_sym - 1) / (size_t)B;
+        if (L > 1000000000) L = 1000000000;
+        p->B = B;
+        p->n_batches = 1;
+        p->T_max = (int)L;
+    } else {
+        if (!B) B = s->seq_batch[0];
+        p->B = B;
+        int n = s->n_items;
+        p->order = malloc((size_t)n * sizeof *p->order);
+        p->start = malloc((size_t)n * sizeof *p->start);
+        p->count = malloc((size_t)n * sizeof *p->count);
+        if (!p->order || !p->start || !p->count) return tg_error(tr->ctx, TG_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < n; i++) p->T_max = s->items[i].steps > p->T_max ? s->items[i].steps : p->T_max;
+    }
+    int bptt = tr->o.bptt < 0 ? (s->kind == TGT_TEXT ? TEXT_BPTT : 0) : tr->o.bptt;
+    p->K = bptt > 0 && bptt < p->T_max ? bptt : p->T_max;
+    int span = s->kind == TGT_TEXT ? p->K : p->T_max;
+    p->in = calloc((size_t)tr->n_in + 1, sizeof *p->in);
+    p->tg = calloc((size_t)tr->n_tg + 1, sizeof *p->tg);
+    p->carry = calloc((size_t)tr->n_st + 1, sizeof *p->carry);
+    int oom = !p->in || !p->tg || !p->carry;
+    for (int i = 0; !oom && i < tr->n_in; i++)
+        oom = !(p->in[i] = malloc((size_t)span * (size_t)s->rows[i] * (size_t)p->B * sizeof(tg_real)));
+    for (int i = 0; !oom && i < tr->n_tg; i++)
+        oom = !(p->tg[i] = malloc((size_t)span * (size_t)s->rows[tr->n_in + i] * (size_t)p->B * sizeof(tg_real)));
+    for (int i = 0; !oom && i < tr->n_st; i++)
+        oom = !(p->carry[i] = calloc((size_t)tr->st_rows[i] * (size_t)p->B, sizeof(tg_real)));
+    if (oom) return tg_error(tr->ctx, TG_ERR_NOMEM, "out of memory for the batch buffers");
+    return TG_OK;
+}
+
+/* Items grouped by length (file order within a group); when shuffling, each
+ * group shuffled, cut into batches of up to B, and the batch order shuffled.
+ * Depends only on (seed, epoch). */
+void tgt_plan_epoch(tgt_plan *p, uint64_t seed, uint64_t epoch, int shuffle)
+{
+    const tg_trainset *s = p->set;
+    p->filled = -1;
+    if (s->kind == TGT_TEXT) return;
+    uint64_t st = seed * 0x2545f4914f6cdd1dull + epoch + 1;
+    int n = s->n_items;
+    for (int i = 0; i < n; i++) p->order[i] = i;
+    for (int i = 1; i < n; i++) {
+        int v = p->order[i], j = i - 1;
+        while (j >= 0 && s->items[p->order[j]].steps > s->items[v].steps) p->order[j + 1] = p->order[j], j--;
+        p->order[j + 1] = v;
+    }
+    p->n_batches = 0;
+    for (int g = 0; g < n;) {
+        int e = g;
+        while (e < n && s->items[p->order[e]].steps == s->items[p->order[g]].steps) e++;
+        for (int i = e - 1; shuffle && i > g; i--) {
+            int j = g + (int)(splitmix(&st) % (uint64_t)(i - g + 1));
+            int t = p->order[i];
+            p->order[i] = p->order[j];
+            p->order[j] = t;
+        }
+        for (int b = g; b < e; b += p->B) {
+            p->start[p->n_batches] = b;
+            p->count[p->n_batches] = e - b < p->B ? e - b : p->B;
+            p->n_batches++;
+        }
+        g = e;
+    }
+    for (int i = p->n_batches - 1; shuffle && i > 0; i--) {
+        int j = (int)(splitmix(&st) % (uint64_t)(i + 1));
+        int a = p->start[i], c = p->count[i];
+        p->start[i] = p->start[j], p->count[i] = p->count[j];
+        p->start[j] = a, p->count[j] = c;
+    }
+}
+
+/* Sequences: the whole batch k from step 0; text: steps [t0, t0 + steps)
+ * of the B streams, one-hot, from offset 0. */
+static void plan_fill(tgt_plan *p, int n_in, int n_tg, int k, int t0, int steps)
+{
+    const tg_trainset *s = p->set;
+    if (s->kind == TGT_TEXT) {
+        int B = p->B, V = s->vocab->n;
+        size_t L = (size_t)p->T_max;
+        memset(p->in[0], 0, (size_t)steps * (size_t)V * (size_t)B * sizeof(tg_real));
+        memset(p->tg[0], 0, (size_t)steps * (size_t)V * (size_t)B * sizeof(tg_real));
+        for (int t = 0; t < steps; t++)
+            for (int j = 0; j < B; j++) {
+                size_t at = (size_t)j * L + (size_t)(t0 + t);
+                size_t blk = (size_t)t * (size_t)V * (size_t)B;
+                p->in[0][blk + (size_t)s->sym[at] * (size_t)B + (size_t)j] = 1;
+                p->tg[0][blk + (size_t)s->sym[at + 1] * (size_t)B + (size_t)j] = 1;
+            }
+        return;
+    }
+    int B = p->count[k], T = tgt_batch_steps(p, k), nv = n_in + n_tg;
+    for (int j = 0; j < B; j++) {
+        const tgt_item *it = &s->items[p->order[p->start[k] + j]];
+        int b = s->seq_batch[it->seq];
+        for (int v = 0; v < nv; v++) {
+            int rows = s->rows[v];
+            const tg_real *src = s->vals[(size_t)it->seq * (size_t)nv + (size_t)v];
+            tg_real *dst = v < n_in ? p->in[v] : p->tg[v - n_in];
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < rows; r++)
+                    dst[((size_t)t * (size_t)rows + (size_t)r) * (size_t)B + (size_t)j] =
+                        src[((size_t)t * (size_t)rows + (size_t)r) * (size_t)b + (size_t)it->col];
+        }
+    }
+    p->filled = k;
+}
+
+uint64_t tgt_fingerprint(const tg_trainset *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+#define MIX(x) (h = (h ^ (uint64_t)(x)) * 0x100000001b3ull)
+    MIX(s->kind);
+    if (s->kind == TGT_TEXT) {
+        MIX(s->n_sym);
+        for (size_t i = 0; i < s->n_sym; i++) MIX(s->sym[i]);
+    } else {
+        MIX(s->n_items);
+        for (int i = 0; i < s->n_items; i++) MIX(s->items[i].steps);
+    }
+#undef MIX
+    return h;
+}
+
+/* ---- the trainer ----------------------------------------------------------- */
+
+tg_trainer *tg_trainer_new(const tg_model *m, tg_params *ps, const tg_train_opts *opts)
+{
+    if (!m) return NULL;
+    tg_ctx *ctx = m->ctx;
+    tg_train_opts o = opts ? *opts : tg_train_defaults();
+    const char *bad = NULL;
+    if (!ps) bad = "params are required";
+    else if (!tg_model_has_loss(m)) bad = "the model has no 'loss', so there is nothing to train";
+    else if (o.epochs < 0) bad = "epochs must be >= 0";
+    else if (o.batch < 0 || o.batch > TGM_MAX_BATCH) bad = "batch must be from 0 to 65536";
+    else if (o.bptt < -1 || o.bptt > TGM_MAX_STEPS) bad = "bptt must be from -1 to 1000000";
+    else if (o.accumulate < 1 || o.accumulate > 1000000) bad = "accumulate must be from 1 to 1000000";
+    else if ((unsigned)o.reduction > TG_REDUCE_SUM) bad = "unknown reduction";
+    else if ((unsigned)o.schedule > TG_SCHED_PLATEAU) bad = "unknown schedule";
+    else if (o.warmup < 0) bad = "warmup must be >= 0";
+    else if (!(o.gamma >= 0 && o.gamma <= 1)) bad = "gamma must be from 0 to 1";
+    else if (o.step_size < 1) bad = "step_size must be >= 1";
+    else if (o.plateau_patience < 0) bad = "plateau_patience must be >= 0";
+    else if (!(o.target >= 0) || isinf(o.target)) bad = "target must be a finite number >= 0";
+    else if (o.patience < 0) bad = "patience must be >= 0";
+    if (bad) {
+        tg_error(ctx, TG_ERR_ARG, "tg_trainer_new: %s", bad);
+        return NULL;
+    }
+    if (o.gamma == 0) o.gamma = o.schedule == TG_SCHED_EXP ? 0.99 : 0.1;
+    tg_trainer *tr = calloc(1, sizeof *tr);
+    if (!tr) {
+        tg_error(ctx, TG_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    tr->ctx = ctx;
+    tr->m = m;
+    tr->ps = ps;
+    tr->o = o;
+    tr->plan_epoch = -1;
+    tr->valid_loss = tr->best_loss = tr->plateau_best = tr->first_epoch_loss = tr->last_epoch_loss = NAN;
+    tr->lr_factor = 1;
+    tr->n_in = tg_model_count(m, TG_ROLE_INPUT);
+    tr->n_tg = tg_model_count(m, TG_ROLE_TARGET);
+    tr->n_st = tg_model_count(m, TG_ROLE_STATE);
+    tr->st_rows = calloc((size_t)tr->n_st + 1, sizeof *tr->st_rows);
+    for (int i = 0; tr->st_rows && i < tr->n_st; i++) tg_model_var(m, TG_ROLE_STATE, i, &tr->st_rows[i], NULL);
+    if (!tr->st_rows || !(tr->opt = tg_optim_new(ps, &o.optim)) || !(tr->tape = tg_tape_new(ctx))) {
+        if (!tg_status_last(ctx)) tg_error(ctx, TG_ERR_NOMEM, "out of memory");
+        tg_trainer_free(tr);
+        return NULL;
+    }
+    tg_tape_keep_grads(tr->tape, 0); /* training reads parameter gradients only */
+    tr->n_scalars = tg_params_total(ps);
+    tr->prog.valid_loss = tr->prog.best_valid_loss = tr->prog.loss = tr->prog.step_loss = NAN;
+    tr->prog.lr = o.optim.lr;
+    return tr;
+}
+
+void tg_trainer_free(tg_trainer *tr)
+{
+    if (!tr) return;
+    tgt_plan_free(&tr->plan, tr->n_in, tr->n_tg, tr->n_st);
+    tg_optim_free(tr->opt);
+    tg_tape_free(tr->tape);
+    free(tr->st_rows);
+    free(tr->best);
+    free(tr);
+}
+
+static tg_status check_set(tg_trainer *tr, const tg_trainset *s)
+{
+    const tg_model *m = tr->m;
+    if (s->kind == TGT_TEXT) {
+        int V = s->vocab->n, ri = 0, rt = 0;
+        if (tr->n_in == 1) tg_model_var(m, TG_ROLE_INPUT, 0, &ri, NULL);
+        if (tr->n_tg == 1) tg_model_var(m, TG_ROLE_TARGET, 0, &rt, NULL);
+        if (tr->n_in != 1 || tr->n_tg != 1 || ri != V || rt != V)
+            return tg_error(tr->ctx, TG_ERR_SHAPE, "%s: a character model has one input and one target of size vocab "
+                            "(%d here); this one has %d inputs and %d targets", s->name, V, tr->n_in, tr->n_tg);
+        return TG_OK;
+    }
+    if (s->n_in != tr->n_in || s->n_tg != tr->n_tg)
+        return tg_error(tr->ctx, TG_ERR_SHAPE, "%s: the data has %d inputs and %d targets; model '%s' has %d and %d",
+                        s->name, s->n_in, s->n_tg, tg_model_name(m), tr->n_in, tr->n_tg);
+    for (int v = 0; v < s->n_in + s->n_tg; v++) {
+        int r;
+        tg_model_var(m, v < s->n_in ? TG_ROLE_INPUT : TG_ROLE_TARGET, v < s->n_in ? v : v - s->n_in, &r, NULL);
+        if (r != s->rows[v])
+            return tg_error(tr->ctx, TG_ERR_SHAPE, "%s: the data was read for another model (sizes differ)", s->name);
+    }
+    return TG_OK;
+}
+
+tg_status tg_trainer_set_data(tg_trainer *tr, const tg_trainset *train, const tg_trainset *valid)
+{
+    if (!tr) return TG_ERR_ARG;
+    if (!train) return tg_error(tr->ctx, TG_ERR_ARG, "tg_trainer_set_data: a training set is required");
+    if (check_set(tr, train) || (valid && check_set(tr, valid))) return tg_status_last(tr->ctx);
+    if (valid && train->kind != valid->kind)
+        return tg_error(tr->ctx, TG_ERR_ARG, "%s: validation data must be of the training data's kind (%s)",
+                        valid->name, train->kind == TGT_TEXT ? "text" : "sequences");
+    if (valid && valid->kind == TGT_TEXT && valid->vocab->n != train->vocab->n)
+        return tg_error(tr->ctx, TG_ERR_ARG, "%s: the validation text has another vocabulary than the training text",
+                        valid->name);
+    tgt_plan_free(&tr->plan, tr->n_in, tr->n_tg, tr->n_st);
+    tr->train = train;
+    tr->valid = valid;
+    if (tgt_plan_init(tr, &tr->plan, train)) {
+        tgt_plan_free(&tr->plan, tr->n_in, tr->n_tg, tr->n_st);
+        tr->train = NULL;
+        return tg_status_last(tr->ctx);
+    }
+    /* steps per epoch (the plan's chunk counts do not depend on the shuffle) */
+    tgt_plan_epoch(&tr->plan, tr->o.seed, 0, 1);
+    tr->plan_epoch = 0;
+    uint64_t chunks = 0;
+    for (int k = 0; k < tr->plan.n_batches; k++) chunks += (uint64_t)tgt_batch_chunks(&tr->plan, k);
+    tr->per_epoch = (chunks + (uint64_t)tr->o.accumulate - 1) / (uint64_t)tr->o.accumulate;
+    tr->total_steps = tr->per_epoch * (uint64_t)tr->o.epochs;
+    if (tr->o.max_steps && tr->o.max_steps < tr->total_steps) tr->total_steps = tr->o.max_steps;
+    memset(&tr->pos, 0, sizeof tr->pos);
+    tr->end = TG_END_NONE;
+    tr->prog.epochs = tr->o.epochs;
+    tr->prog.total_steps = tr->total_steps;
+    tr->prog.epoch = 1;
+    return TG_OK;
+}
+
+/* The learning rate of the step after `t` steps (see tapegrad.h). */
+static double schedule_lr(const tg_trainer *tr, uint64_t t)
+{
+    const tg_train_opts *o = &tr->o;
+    double base = o->optim.lr;
+    if ((uint64_t)o->warmup > t) return base * (double)(t + 1) / (double)o->warmup * tr->lr_factor;
+    double s = (double)(t - (uint64_t)o->warmup);
+    switch (o->schedule) {
+    case TG_SCHED_STEP: return base * pow(o->gamma, floor(s / o->step_size));
+    case TG_SCHED_EXP: return base * pow(o->gamma, s);
+    case TG_SCHED_COSINE: {
+        double T = (double)tr->total_steps - o->warmup;
+        if (T <= 0) return base;
+        return base * (1 + cos(3.14159265358979323846 * (s < T ? s : T) / T)) / 2;
+    }
+    case TG_SCHED_PLATEAU: return base * tr->lr_factor;
+    default: return base;
+    }
+}
+
+/* Records chunk c of batch k of plan p, runs backward when asked, and
+ * carries the states on.  *raw gets the summed loss, *count what MEAN
+ * divides it by, *epoch_count what the epoch's mean divides by. */
+static tg_status run_chunk(tg_trainer *tr, tgt_plan *p, int k, int c, int backward, double *raw, double *count,
+                           double *epoch_count)
+{
+    const tg_trainset *s = p->set;
+    int text = s->kind == TGT_TEXT;
+    int T = tgt_batch_steps(p, k), cols = tgt_batch_cols(p, k);
+    int t0 = c * p->K, steps = T - t0 < p->K ? T - t0 : p->K;
+    if (text) plan_fill(p, tr->n_in, tr->n_tg, k, t0, steps);
+    else if (p->filled != k) plan_fill(p, tr->n_in, tr->n_tg, k, 0, T);
+    if (c == 0) p->has_carry = 0;
+    const tg_real *inp[TGT_MAX_VARS], *tgp[TGT_MAX_VARS], *st0[TGM_MAX_DECLS];
+    for (int i = 0; i < tr->n_in; i++) inp[i] = p->in[i];
+    for (int i = 0; i < tr->n_tg; i++) tgp[i] = p->tg[i];
+    for (int i = 0; i < tr->n_st; i++) st0[i] = p->has_carry ? p->carry[i] : NULL;
+    tg_tape_reset(tr->tape);
+    tg_unroll u = {
+        .params = tr->ps,
+        .batch = cols,
+        .t0 = text ? 0 : t0,
+        .steps = steps,
+        .seq_steps = text ? 0 : T,
+        .inputs = inp,
+        .targets = tgp,
+        .state0 = tr->n_st ? st0 : NULL,
+    };
+    tg_status st = tg_model_unroll(tr->m, tr->tape, &u);
+    if (st) return st;
+    *raw = u.loss ? tg_item(u.loss) : 0;
+    *count = text ? (double)steps * cols : (double)cols;
+    *epoch_count = text ? (double)steps * cols : (c == 0 ? cols : 0);
+    if (u.loss && !isfinite(*raw)) {
+        /* where the first non-finite value came from */
+        tg_status f = tg_tape_check_finite(tr->tape, NULL);
+        char where[1024];
+        snprintf(where, sizeof where, "%s", f ? tg_errmsg(tr->ctx) : "");
+        return tg_error(tr->ctx, TG_ERR_NONFINITE, "step %llu: the loss is %g%s%s%s", (unsigned long long)tr->pos.step + 1,
+                        *raw, f ? "; the first non-finite value: " : "", where,
+                        tr->pos.step ? " (a smaller learning rate or gradient clipping may help)"
+                                     : " (at the first step: the model overflows with its initial parameters)");
+    }
+    if (backward && u.loss && (st = tg_backward(tr->tape, u.loss))) return st;
+    for (int i = 0; i < tr->n_st; i++)
+        memcpy(p->carry[i], tg_data(u.state[i]), (size_t)tr->st_rows[i] * (size_t)cols * sizeof(tg_real));
+    p->has_carry = 1;
+    return TG_OK;
+}
+
+static void ensure_plan(tg_trainer *tr)
+{
+    if (tr->plan_epoch != tr->pos.epoch) {
+        tgt_plan_epoch(&tr->plan, tr->o.seed, (uint64_t)tr->pos.epoch, 1);
+        tr->plan_epoch = tr->pos.epoch;
+    }
+}
+
+static void fill_progress(tg_trainer *tr, int epoch_end)
+{
+    tg_train_progress *p = &tr->prog;
+    p->epoch = tr->pos.epoch + (epoch_end ? 0 : 1);
+    p->epochs = tr->o.epochs;
+    p->step = tr->pos.step;
+    p->total_steps = tr->total_steps;
+    p->loss = epoch_end ? tr->last_epoch_loss
+              : tr->pos.epoch_count > 0 ? tr->pos.epoch_loss / tr->pos.epoch_count : tr->last_epoch_loss;
+    p->valid_loss = tr->valid_loss;
+    p->best_valid_loss = tr->best_loss;
+    p->seconds = tr->pos.seconds + (tr->started ? tgt_now() - tr->t0 : 0);
+    p->epoch_end = epoch_end;
+}
+
+static int report(tg_trainer *tr, int epoch_end)
+{
+    fill_progress(tr, epoch_end);
+    if (tr->progress_fn && tr->progress_fn(&tr->prog, tr->progress_user)) tr->stop = 1;
+    return 0;
+}
+
+static tg_status end_epoch(tg_trainer *tr)
+{
+    double mean = tr->pos.epoch_loss / (tr->pos.epoch_count > 0 ? tr->pos.epoch_count : 1);
+    tr->last_epoch_loss = mean;
+    if (isnan(tr->first_epoch_loss)) tr->first_epoch_loss = mean;
+    double metric = mean;
+    if (tr->valid) {
+        tg_status st = tg_trainer_evaluate(tr, tr->valid, &tr->valid_loss);
+        if (st) return st;
+        metric = tr->valid_loss;
+    }
+    if (tr->o.patience > 0 || tr->valid) {
+        if (isnan(tr->best_loss) || metric < tr->best_loss) {
+            tr->best_loss = metric;
+            tr->bad_epochs = 0;
+            if (tr->o.patience > 0) {
+                if (!tr->best && !(tr->best = malloc((tr->n_scalars ? tr->n_scalars : 1) * sizeof(tg_real))))
+                    return tg_error(tr->ctx, TG_ERR_NOMEM, "out of memory");
+                memcpy(tr->best, tg_params_values(tr->ps), tr->n_scalars * sizeof(tg_real));
+            }
+        } else if (++tr->bad_epochs >= tr->o.patience && tr->o.patience > 0) {
+            memcpy(tg_params_values(tr->ps), tr->best, tr->n_scalars * sizeof(tg_real));
+            tr->end = TG_END_PATIENCE;
+        }
+    }
+    if (tr->o.schedule == TG_SCHED_PLATEAU) {
+        /* ReduceLROnPlateau: mode min, threshold 1e-4 relative, cooldown 0 */
+        if (isnan(tr->plateau_best) || metric < tr->plateau_best * (1 - 1e-4)) {
+            tr->plateau_best = metric;
+            tr->plateau_bad = 0;
+        } else if (++tr->plateau_bad > tr->o.plateau_patience) {
+            tr->lr_factor *= tr->o.gamma;
+            tr->plateau_bad = 0;
+        }
+    }
+    if (tr->o.target > 0 && mean < tr->o.target && tr->end == TG_END_NONE) tr->end = TG_END_TARGET;
+    tr->pos.epoch++;
+    tr->pos.batch = tr->pos.chunk = 0;
+    tr->pos.epoch_loss = tr->pos.epoch_count = 0;
+    tr->plan.has_carry = 0;
+    report(tr, 1);
+    return TG_OK;
+}
+
+tg_status tg_trainer_step(tg_trainer *tr)
+{
+    if (!tr) return TG_ERR_ARG;
+    if (!tr->train) return tg_error(tr->ctx, TG_ERR_ARG, "tg_trainer_step: no data (call tg_trainer_set_data)");
+    if (tr->pos.epoch >= tr->o.epochs) {
+        tr->end = TG_END_EPOCHS;
+        return TG_OK;
+    }
+    if (!tr->started) tr->t0 = tgt_now(), tr->started = 1;
+    ensure_plan(tr);
+    tgt_plan *p = &tr->plan;
+    tg_params_zero_grad(tr->ps);
+    double stats[2] = {0, 0};
+    for (int a = 0; a < tr->o.accumulate && tr->pos.batch < p->n_batches; a++) {
+        double raw, count, ecount;
+        tg_status st = run_chunk(tr, p, tr->pos.batch, tr->pos.chunk, 1, &raw, &count, &ecount);
+        if (st) return st;
+        stats[0] += raw;
+        stats[1] += count;
+        tr->pos.epoch_loss += raw;
+        tr->pos.epoch_count += ecount;
+        if (++tr->pos.chunk == tgt_batch_chunks(p, tr->pos.batch)) tr->pos.batch++, tr->pos.chunk = 0;
+    }
+    size_t n = tg_params_total(tr->ps);
+    tg_real *g = tg_params_grads(tr->ps);
+    if (tr->reduce_fn && tr->reduce_fn(g, n, stats, 2, tr->reduce_user))
+        return tg_error(tr->ctx, TG_ERR_IO, "step %llu: gradient reduction failed", (unsigned long long)tr->pos.step + 1);
+    if (tr->o.reduction == TG_REDUCE_MEAN && stats[1] > 0 && stats[1] != 1) {
+        tg_real inv = (tg_real)(1.0 / stats[1]);
+        for (size_t i = 0; i < n; i++) g[i] *= inv;
+    }
+    double lr = schedule_lr(tr, tr->pos.step), norm = 0;
+    tg_optim_set_lr(tr->opt, lr);
+    tg_status st = tg_optim_step(tr->opt, &norm);
+    if (st) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", tg_errmsg(tr->ctx));
+        return tg_error(tr->ctx, st, "step %llu: %s", (unsigned long long)tr->pos.step + 1, msg);
+    }
+    tr->pos.step++;
+    tr->prog.step_loss = stats[1] > 0 ? stats[0] / stats[1] : stats[0];
+    tr->prog.lr = lr;
+    tr->prog.grad_norm = norm;
+    report(tr, 0);
+    if (tr->pos.batch >= p->n_batches) return end_epoch(tr);
+    return TG_OK;
+}
+
+tg_status tg_trainer_epoch(tg_trainer *tr)
+{
+    if (!tr) return TG_ERR_ARG;
+    int e = tr->pos.epoch;
+    while (tr->pos.epoch == e && e < tr->o.epochs && !tr->stop) {
+        tg_status st = tg_trainer_step(tr);
+        if (st) return st;
+    }
+    return TG_OK;
+}
+
+tg_status tg_trainer_run(tg_trainer *tr)
+{
+    if (!tr) return TG_ERR_ARG;
+    if (!tr->train) return tg_error(tr->ctx, TG_ERR_ARG, "tg_trainer_run: no data (call tg_trainer_set_data)");
+    if (tr->end == TG_END_EPOCHS || tr->end == TG_END_MAX_STEPS || tr->end == TG_END_STOPPED) tr->end = TG_END_NONE;
+    for (;;) {
+        if (tr->end != TG_END_NONE) break;
+        if (tr->stop) {
+            tr->stop = 0;
+            tr->end = TG_END_STOPPED;
+            break;
+        }
+        if (tr->pos.epoch >= tr->o.epochs) {
+            tr->end = TG_END_EPOCHS;
+            break;
+        }
+        if (tr->o.max_steps && tr->pos.step >= tr->o.max_steps) {
+            tr->end = TG_END_MAX_STEPS;
+            break;
+        }
+        tg_status st = tg_trainer_step(tr);
+        if (st) return st;
+    }
+    return TG_OK;
+}
+
+tg_train_end tg_trainer_end(const tg_trainer *tr) { return tr ? tr->end : TG_END_NONE; }
+void tg_trainer_stop(tg_trainer *tr)
+{
+    if (tr) tr->stop = 1;
+}
+void tg_trainer_set_progress(tg_trainer *tr, tg_train_progress_fn fn, void *user)
+{
+    if (tr) tr->progress_fn = fn, tr->progress_user = user;
+}
+void tg_trainer_set_reduce(tg_trainer *tr, tg_train_reduce_fn fn, void *user)
+{
+    if (tr) tr->reduce_fn = fn, tr->reduce_user = user;
+}
+const tg_train_progress *tg_trainer_progress(const tg_trainer *tr)
+{
+    if (!tr) return NULL;
+    fill_progress((tg_trainer *)tr, 0);
+    return &tr->prog;
+}
+const tg_train_opts *tg_trainer_opts(const tg_trainer *tr) { return tr ? &tr->o : NULL; }
+tg_optim *tg_trainer_optim(tg_trainer *tr) { return tr ? tr->opt : NULL; }
+
+tg_status tg_trainer_evaluate(tg_trainer *tr, const tg_trainset *set, double *loss)
+{
+    if (!tr) return TG_ERR_ARG;
+    if (!set || !loss) return tg_error(tr->ctx, TG_ERR_ARG, "tg_trainer_evaluate: a set and loss are required");
+    if (check_set(tr, set)) return tg_status_last(tr->ctx);
+    tgt_plan p;
+    tg_status st = tgt_plan_init(tr, &p, set);
+    if (!st) {
+        tgt_plan_epoch(&p, 0, 0, 0);
+        double sum = 0, cnt = 0;
+        uint64_t step = tr->pos.step;
+        for (int k = 0; !st && k < p.n_batches; k++)
+            for (int c = 0; !st && c < tgt_batch_chunks(&p, k); c++) {
+                double raw, count, ecount;
+                st = run_chunk(tr, &p, k, c, 0, &raw, &count, &ecount);
+                sum += raw;
+                cnt += ecount;
+            }
+        tr->pos.step = step;
+        *loss = sum / (cnt > 0 ? cnt : 1);
+    }
+    tgt_plan_free(&p, tr->n_in, tr->n_tg, tr->n_st);
+    return st;
+}
