@@ -486,8 +486,8 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u);
  * symbol i is the i-th.  Text is read as UTF-8.  A byte that does not start
  * a valid UTF-8 sequence (a stray continuation byte, an overlong form, a
  * surrogate, a truncated sequence, a code point past U+10FFFF) is not an
- * error: it becomes its own character U+DC80 + byte (Python's
- * "surrogateescape"), so any file trains and writing a symbol back gives the
+ * error: it becomes its own character U+DC00 + byte, one of U+DC80 ..
+ * U+DCFF (Python's "surrogateescape"), so any file trains and writing a symbol back gives the
  * original byte.  A NUL byte is an ordinary character. */
 typedef struct tg_vocab tg_vocab;
 /* A vocabulary of n distinct code points (any order; copied).  NULL with the
@@ -498,7 +498,7 @@ void tg_vocab_free(tg_vocab *v);
 int tg_vocab_size(const tg_vocab *v);
 uint32_t tg_vocab_char(const tg_vocab *v, int i);        /* the code point of symbol i */
 int tg_vocab_index(const tg_vocab *v, uint32_t cp);      /* its symbol, -1 if absent */
-/* Writes symbol i as UTF-8 (an escaped byte U+DC80+b as the byte b) into
+/* Writes symbol i as UTF-8 (an escaped byte U+DC00+b as the byte b) into
  * out[0..4); returns the number of bytes, 0 if i is out of range. */
 int tg_vocab_utf8(const tg_vocab *v, int i, char out[4]);
 
@@ -553,8 +553,9 @@ typedef enum tg_reduction {
  *   CONSTANT  lr
  *   STEP      lr gamma^floor(s / step_size)                  (StepLR)
  *   EXP       lr gamma^s                                     (ExponentialLR)
- *   COSINE    lr (1 + cos(pi s / T)) / 2, T = total steps - warmup (CosineAnnealingLR,
- *             eta_min 0; T comes from epochs, or max_steps when smaller)
+ *   COSINE    lr (1 + cos(pi s / T)) / 2, T = the epochs' steps - warmup
+ *             (CosineAnnealingLR, eta_min 0; max_steps pauses a run, it does not
+ *             shorten T)
  *   PLATEAU   lr times gamma after an epoch ending `plateau_patience` epochs
  *             past the best loss (validation loss if any, else the epoch's
  *             training loss), improvement meaning below best (1 - 1e-4)

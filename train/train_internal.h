@@ -44,7 +44,7 @@ struct tg_trainset {
  * NUL-terminated buffer; refuses what is not a regular file. */
 tg_status tgt_read(tg_ctx *ctx, const char *path, size_t max, const char *what, char **buf, size_t *len);
 /* Decodes one character at s[0..n) (n >= 1): the code point, *used bytes;
- * an invalid byte b gives U+DC80 + b and *used = 1. */
+ * an invalid byte b (always >= 0x80) gives U+DC00 + b and *used = 1. */
 uint32_t tgt_utf8(const unsigned char *s, size_t n, int *used);
 tg_vocab *tgt_vocab_make(tg_ctx *ctx, uint32_t *chars, int n);  /* takes chars (malloc'd, sorted) */
 

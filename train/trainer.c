@@ -113,10 +113,15 @@ tg_status tgt_plan_init(tg_trainer *tr, tgt_plan *p, const tg_trainset *s)
     p->tg = calloc((size_t)tr->n_tg + 1, sizeof *p->tg);
     p->carry = calloc((size_t)tr->n_st + 1, sizeof *p->carry);
     int oom = !p->in || !p->tg || !p->carry;
-    for (int i = 0; !oom && i < tr->n_in; i++)
-        oom = !(p->in[i] = malloc((size_t)span * (size_t)s->rows[i] * (size_t)p->B * sizeof(tg_real)));
-    for (int i = 0; !oom && i < tr->n_tg; i++)
-        oom = !(p->tg[i] = malloc((size_t)span * (size_t)s->rows[tr->n_in + i] * (size_t)p->B * sizeof(tg_real)));
+    /* a text feeds one input and one target of vocab rows */
+    for (int i = 0; !oom && i < tr->n_in; i++) {
+        size_t rows = (size_t)(s->kind == TGT_TEXT ? s->vocab->n : s->rows[i]);
+        oom = !(p->in[i] = malloc((size_t)span * rows * (size_t)p->B * sizeof(tg_real)));
+    }
+    for (int i = 0; !oom && i < tr->n_tg; i++) {
+        size_t rows = (size_t)(s->kind == TGT_TEXT ? s->vocab->n : s->rows[tr->n_in + i]);
+        oom = !(p->tg[i] = malloc((size_t)span * rows * (size_t)p->B * sizeof(tg_real)));
+    }
     for (int i = 0; !oom && i < tr->n_st; i++)
         oom = !(p->carry[i] = calloc((size_t)tr->st_rows[i] * (size_t)p->B, sizeof(tg_real)));
     if (oom) return tg_error(tr->ctx, TG_ERR_NOMEM, "out of memory for the batch buffers");
@@ -353,7 +358,7 @@ static double schedule_lr(const tg_trainer *tr, uint64_t t)
     case TG_SCHED_STEP: return base * pow(o->gamma, floor(s / o->step_size));
     case TG_SCHED_EXP: return base * pow(o->gamma, s);
     case TG_SCHED_COSINE: {
-        double T = (double)tr->total_steps - o->warmup;
+        double T = (double)(tr->per_epoch * (uint64_t)o->epochs) - o->warmup;
         if (T <= 0) return base;
         return base * (1 + cos(3.14159265358979323846 * (s < T ? s : T) / T)) / 2;
     }

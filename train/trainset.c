@@ -39,11 +39,11 @@ uint32_t tgt_utf8(const unsigned char *s, size_t n, int *used)
         if (c == 0xF0) lo = 0x90;          /* overlong */
         if (c == 0xF4) hi = 0x8F;          /* past U+10FFFF */
     } else
-        return 0xDC80 + c;
-    if ((size_t)k >= n) return 0xDC80 + c;
+        return 0xDC00 + c;
+    if ((size_t)k >= n) return 0xDC00 + c;
     for (int i = 1; i <= k; i++) {
         unsigned b = s[i];
-        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF)) return 0xDC80 + c;
+        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF)) return 0xDC00 + c;
         cp = cp << 6 | (b & 0x3F);
     }
     *used = k + 1;
@@ -458,7 +458,9 @@ static tg_status csv_number(tg_trainset *s, const char *text, const char *p, con
     double limit = sizeof(tg_real) == 4 ? FLT_MAX : DBL_MAX;
     if (!isfinite(*v) || fabs(*v) > limit) {
         line_col(text, p, &line, &col);
-        if (!isfinite(*v) && (isnan(*v) || strpbrk(p, "iI") < e))
+        int word = 0; /* nan, inf, infinity as written */
+        for (const char *q = p; q < e; q++) word |= *q == 'n' || *q == 'N';
+        if (!isfinite(*v) && word)
             return tg_error(s->ctx, TG_ERR_PARSE, "%s:%d:%d: '%.*s' is not a finite number", s->name, line, col,
                             (int)(e - p), p);
         return tg_error(s->ctx, TG_ERR_PARSE, "%s:%d:%d: '%.*s' is out of range for %s (largest %g)", s->name, line,
