@@ -1,14 +1,35 @@
 /* cmd_sample.c — `tapegrad sample MODEL --params FILE`: runs a character
  * model trained by `tapegrad train` on a text forward one step at a time,
  * feeding each drawn character back in, and prints the text it makes.  The
- * vocabulary comes from the training state FILE.state beside the params. */
+ * vocabulary and the parameters come from the checkpoint FILE. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
-#include "train_data.h"
-#include "train_state.h"
+
+/* The code points of s (UTF-8; an invalid byte b is U+DC00 + b, as the
+ * library reads text); returns how many, at most max. */
+static size_t utf8_chars(const char *s, uint32_t *out, size_t max)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = 0;
+    while (*u && n < max) {
+        unsigned c = *u;
+        int k = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
+        uint32_t cp = k == 0 ? c : k == 1 ? c & 0x1F : k == 2 ? c & 0x0F : c & 0x07;
+        int ok = k >= 0;
+        for (int i = 1; ok && i <= k; i++) {
+            ok = (u[i] & 0xC0) == 0x80;
+            if (ok) cp = cp << 6 | (u[i] & 0x3F);
+        }
+        if (ok && ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF))))
+            ok = 0;
+        out[n++] = ok ? cp : 0xDC00 + c;
+        u += ok ? k + 1 : 1;
+    }
+    return n;
+}
 
 static int sample(const cli_cmd *cmd, int argc, char **argv)
 {
@@ -17,7 +38,7 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
     double temperature = 1.0;
     const char *prime = NULL, *output = NULL;
     const cli_opt opts[] = {
-        {"params", CLI_STRING, &o.params, "FILE", "the trained parameters (FILE.state beside it has the "
+        {"params", CLI_STRING, &o.params, "FILE", "the checkpoint of `tapegrad train --save FILE` (it has the "
                                                   "vocabulary)", 0, 0},
         {"length", CLI_INT, &length, "N", "characters to generate (default 300)", 0, 100000000},
         {"temperature", CLI_DOUBLE, &temperature, "T", "divides the logits: < 1 is surer, > 1 wilder, 0 always "
@@ -40,27 +61,37 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
     o.model = pos[0];
     if (!o.params) return cli_usage_error(cmd, "--params FILE is required (written by tapegrad train --save FILE)");
 
-    char msg[2048], sp[4200];
-    ts_file *st = ts_open(ts_state_path(sp, sizeof sp, o.params), msg, sizeof msg);
-    if (!st) {
-        fprintf(stderr, "tapegrad sample: %s\n", msg);
+    tg_ctx *aux = tg_ctx_new(NULL);
+    tg_checkpoint *ck = aux ? tg_checkpoint_open(aux, o.params) : NULL;
+    if (!ck) {
+        fprintf(stderr, "tapegrad sample: %s\n", aux ? tg_errmsg(aux) : "out of memory");
+        tg_ctx_free(aux);
         return CLI_BAD_INPUT;
     }
-    td_vocab v;
-    int has_vocab = ts_vocab(st, &v);
-    ts_close(st);
-    if (!has_vocab) {
+    const tg_vocab *v = tg_checkpoint_vocab(ck);
+    if (!v) {
         fprintf(stderr, "tapegrad sample: %s has no vocabulary: sample needs a character model trained on a text "
-                        "file\n", sp);
+                        "file\n", o.params);
+        tg_checkpoint_close(ck);
+        tg_ctx_free(aux);
         return CLI_BAD_INPUT;
     }
-    if (o.dims.n == CLI_MAX_DIMS) return cli_usage_error(cmd, "too many --dim options");
-    o.dims.dim[o.dims.n++] = (tg_dim){"vocab", v.n};
+    if (o.dims.n == CLI_MAX_DIMS) {
+        tg_checkpoint_close(ck);
+        tg_ctx_free(aux);
+        return cli_usage_error(cmd, "too many --dim options");
+    }
+    o.dims.dim[o.dims.n++] = (tg_dim){"vocab", tg_vocab_size(v)};
     cli_session s;
     int rc = cli_open(&s, &o);
-    if (rc) return rc;
+    uint32_t *pcs = NULL;
+    if (rc) {
+        tg_checkpoint_close(ck);
+        tg_ctx_free(aux);
+        return rc;
+    }
     tg_model *m = s.model;
-    int V = v.n, n_in = tg_model_count(m, TG_ROLE_INPUT), n_st = tg_model_count(m, TG_ROLE_STATE);
+    int V = tg_vocab_size(v), n_in = tg_model_count(m, TG_ROLE_INPUT), n_st = tg_model_count(m, TG_ROLE_STATE);
     int n_out = tg_model_count(m, TG_ROLE_OUTPUT), which = -1, rows = 0;
     int in_rows = 0;
     if (n_in == 1) tg_model_var(m, TG_ROLE_INPUT, 0, &in_rows, NULL);
@@ -74,21 +105,33 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
                 : which < 0 && output ? "no such output (see `outputs:` in the model)"
                                       : "a character model needs an output of size vocab (the logits)");
         cli_close(&s);
+        tg_checkpoint_close(ck);
+        tg_ctx_free(aux);
         return CLI_BAD_INPUT;
     }
     /* prime: every character must be in the vocabulary */
-    const char *p0 = prime ? prime : v.index['\n'] >= 0 ? "\n" : NULL;
-    char first[2] = {(char)v.bytes[0], 0};
-    if (!p0) p0 = first;
-    for (const char *c = p0; *c; c++)
-        if (v.index[(unsigned char)*c] < 0) {
-            fprintf(stderr, "tapegrad sample: --prime: character '%c' is not in the model's vocabulary\n", *c);
-            cli_close(&s);
-            return CLI_USAGE;
+    tg_real *x = NULL, *carry[256] = {0};
+    double *prob = NULL;
+    size_t n_prime = 1;
+    pcs = malloc((prime ? strlen(prime) + 1 : 1) * sizeof *pcs);
+    if (!pcs) {
+        fprintf(stderr, "tapegrad sample: out of memory\n");
+        rc = CLI_FAILURE;
+        goto done;
+    }
+    if (prime && *prime) n_prime = utf8_chars(prime, pcs, strlen(prime));
+    else pcs[0] = tg_vocab_index(v, '\n') >= 0 ? '\n' : tg_vocab_char(v, 0);
+    for (size_t i = 0; i < n_prime; i++)
+        if (tg_vocab_index(v, pcs[i]) < 0) {
+            char shown[8] = "";
+            if (pcs[i] >= 32 && pcs[i] < 127) snprintf(shown, sizeof shown, "'%c' ", (char)pcs[i]);
+            fprintf(stderr, "tapegrad sample: --prime: character %s(U+%04X) is not in the model's vocabulary\n",
+                    shown, (unsigned)pcs[i]);
+            rc = CLI_USAGE;
+            goto done;
         }
-    tg_real *x = calloc((size_t)V, sizeof *x);
-    double *prob = calloc((size_t)V, sizeof *prob);
-    tg_real *carry[256] = {0};
+    x = calloc((size_t)V, sizeof *x);
+    prob = calloc((size_t)V, sizeof *prob);
     const tg_real *st0[256];
     int ok = x && prob;
     for (int i = 0; i < n_st; i++) {
@@ -104,8 +147,7 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
         goto done;
     }
     tg_seed(s.ctx, o.seed);
-    size_t n_prime = strlen(p0);
-    int cur = v.index[(unsigned char)p0[0]];
+    int cur = tg_vocab_index(v, pcs[0]);
     if (prime) fputs(prime, stdout);
     for (size_t t = 0; t + 1 < n_prime + (size_t)length; t++) {
         memset(x, 0, (size_t)V * sizeof *x);
@@ -125,7 +167,7 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
             st0[i] = carry[i];
         }
         if (t + 1 < n_prime) {
-            cur = v.index[(unsigned char)p0[t + 1]];
+            cur = tg_vocab_index(v, pcs[t + 1]);
             continue;
         }
         const tg_real *z = tg_data(u.outputs[which]);
@@ -145,7 +187,8 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
                     break;
                 }
         }
-        putchar(v.bytes[cur]);
+        char utf8[4];
+        fwrite(utf8, 1, (size_t)tg_vocab_utf8(v, cur, utf8), stdout);
     }
     putchar('\n');
     fflush(stdout);
@@ -156,6 +199,9 @@ done_closed:
     for (int i = 0; i < n_st && i < 256; i++) free(carry[i]);
     free(x);
     free(prob);
+    free(pcs);
+    tg_checkpoint_close(ck);
+    tg_ctx_free(aux);
     return rc;
 }
 

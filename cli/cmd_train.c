@@ -1,34 +1,28 @@
-/* cmd_train.c — `tapegrad train MODEL --data DATA ...`: fits a model's
- * parameters to data with an optimizer, by full or truncated BPTT over
- * minibatches, with checkpoints that survive a crash, resume, progress, a
- * CSV loss log and a gnuplot picture of the loss.  The model is parsed and
- * every buffer allocated once; each step resets and reuses one tape. */
+/* cmd_train.c — `tapegrad train MODEL --data DATA ...`: flags in, the
+ * library's trainer (tapegrad.h, "training") does the work, progress out: a
+ * line that fits the terminal, a CSV log, a gnuplot picture, a summary in
+ * text or JSON.  Ctrl-C stops after the step under way, saves and exits 130. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 #include "cli.h"
 #include "plot.h"
-#include "train_data.h"
-#include "train_state.h"
+#include "tg_files.h"
 
-#define TEXT_BPTT 64    /* --bptt for text data when not given */
 #define EXIT_INTERRUPTED 130
 
+static tg_trainer *volatile running; /* what a signal stops */
 static volatile sig_atomic_t interrupted;
-static void on_signal(int sig) { interrupted = sig; }
-
-static double now(void)
+static void on_signal(int sig)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    interrupted = sig;
+    if (running) tg_trainer_stop(running);
 }
 
 static const char *duration(char *buf, size_t len, double s)
@@ -40,64 +34,112 @@ static const char *duration(char *buf, size_t len, double s)
     return buf;
 }
 
+/* The terminal's width: TIOCGWINSZ, else $COLUMNS, else 80. */
+static int term_width(void)
+{
+    struct winsize ws;
+    if (ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    const char *c = getenv("COLUMNS");
+    int n = c ? atoi(c) : 0;
+    return n > 0 ? n : 80;
+}
+
 typedef struct train_opts {
     cli_common c;
     int epochs, batch, bptt, save_every, print_every, quiet, nesterov, decoupled, max_steps;
-    const char *optimizer, *save, *resume, *log, *plot, *format;
-    double lr, clip, momentum, beta1, beta2, rho, eps, weight_decay, target;
+    int accumulate, warmup, step_size, plateau_patience, patience;
+    const char *optimizer, *save, *resume, *log, *plot, *reduction, *schedule, *valid;
+    double lr, clip, momentum, beta1, beta2, rho, eps, weight_decay, target, gamma, valid_split;
     int seed_given;
 } train_opts;
 
-/* Everything a run holds, allocated once before the first step. */
-typedef struct run {
-    cli_session s;
-    td_set data;
-    td_plan plan;
-    tg_optim *opt;
-    int n_in, n_tg, n_st, n_out;
-    tg_real **in, **tg, **carry;
-    int *carry_size;
-    int *st_rows;
+/* What the progress callback needs. */
+typedef struct show {
+    const train_opts *o;
+    tg_trainer *tr;
+    int tty, show, width, failed;
+    double shown_at, t0;
+    uint64_t step0;
     FILE *log;
-    char log_tmp[64];
-} run;
+    char row[256];            /* the last step's log row, written when the next report comes */
+    uint64_t last_saved;
+    char msg[4400];
+} show;
 
-static void run_free(run *r)
+static double now(void)
 {
-    for (int i = 0; r->in && i < r->n_in; i++) free(r->in[i]);
-    for (int i = 0; r->tg && i < r->n_tg; i++) free(r->tg[i]);
-    for (int i = 0; r->carry && i < r->n_st; i++) free(r->carry[i]);
-    free(r->in), free(r->tg), free(r->carry), free(r->carry_size), free(r->st_rows);
-    if (r->log) fclose(r->log);
-    if (r->log_tmp[0]) unlink(r->log_tmp);
-    tg_optim_free(r->opt);
-    td_plan_free(&r->plan);
-    td_free(&r->data);
-    cli_close(&r->s);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int fail(run *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(run *r, int code, const char *fmt, ...)
+static void flush_row(show *S, double valid)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "tapegrad train: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    run_free(r);
-    return code;
+    if (!S->log || !S->row[0]) return;
+    if (isnan(valid)) fprintf(S->log, "%s,\n", S->row);
+    else fprintf(S->log, "%s,%.9g\n", S->row, valid);
+    S->row[0] = 0;
+}
+
+/* One progress line, cut to the terminal's width so that it never wraps. */
+static void progress_line(show *S, const tg_train_progress *p)
+{
+    char line[512], ebuf[32];
+    double t = now() - S->t0;
+    double rate = (double)(p->step - S->step0) / (t > 0 ? t : 1e-9);
+    int n = snprintf(line, sizeof line, "epoch %d/%d  step %llu/%llu  loss %.6g", p->epoch, p->epochs,
+                     (unsigned long long)p->step, (unsigned long long)p->total_steps, p->loss);
+    if (!isnan(p->valid_loss) && n < (int)sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, "  valid %.6g", p->valid_loss);
+    if (n < (int)sizeof line)
+        snprintf(line + n, sizeof line - (size_t)n, "  %.0f steps/s  ETA %s", rate,
+                 duration(ebuf, sizeof ebuf, (double)(p->total_steps - p->step) / rate));
+    if (S->tty) {
+        int w = S->width - 1;
+        if (w < 1) w = 1;
+        if ((int)strlen(line) > w) line[w] = 0;
+        fprintf(stderr, "\r\033[K%s", line);
+    } else {
+        fprintf(stderr, "%s\n", line);
+    }
+}
+
+static int on_progress(const tg_train_progress *p, void *user)
+{
+    show *S = user;
+    const train_opts *o = S->o;
+    if (p->epoch_end) {
+        flush_row(S, p->valid_loss);
+        return 0;
+    }
+    flush_row(S, NAN);
+    if (S->log)
+        snprintf(S->row, sizeof S->row, "%llu,%d,%.9g,%.9g,%.6f,%.9g", (unsigned long long)p->step, p->epoch,
+                 p->step_loss, p->grad_norm, p->seconds, p->lr);
+    if (o->save && o->save_every > 0 && p->step - S->last_saved >= (uint64_t)o->save_every) {
+        if (tg_trainer_save(S->tr, o->save)) {
+            S->failed = 1;
+            return 1;
+        }
+        S->last_saved = p->step;
+    }
+    double t = now() - S->t0;
+    if (S->show && ((S->tty && t - S->shown_at >= 0.1) || (!S->tty && p->step % (uint64_t)o->print_every == 0))) {
+        progress_line(S, p);
+        S->shown_at = t;
+    }
+    return 0;
 }
 
 static int train(const cli_cmd *cmd, int argc, char **argv)
 {
-    train_opts o = {.c.seed = 1, .epochs = -1, .batch = 0, .bptt = -1, .save_every = 1000, .print_every = 100,
-                    .lr = NAN, .clip = 0, .momentum = NAN, .beta1 = NAN, .beta2 = NAN, .rho = NAN, .eps = NAN,
-                    .weight_decay = 0, .target = 0};
+    train_opts o = {.epochs = -1, .bptt = -2, .save_every = 1000, .print_every = 100, .lr = NAN, .momentum = NAN,
+                    .beta1 = NAN, .beta2 = NAN, .rho = NAN, .eps = NAN, .accumulate = 1, .step_size = 1000,
+                    .plateau_patience = 10};
     uint64_t seed_sentinel = UINT64_MAX - 7;
     o.c.seed = seed_sentinel;
     const cli_opt opts[] = {
-        CLI_OPT_DATA(&o.c, "sequences (.yaml), a series (.csv) or text (any other)"),
+        CLI_OPT_DATA(&o.c, "sequences (.yaml), a series (.csv) or text (any other; - reads standard input)"),
         CLI_OPT_PARAMS(&o.c),
         {"epochs", CLI_INT, &o.epochs, "N", "passes over the data (required unless --resume)", 0, 100000000},
         {"optimizer", CLI_CHOICE, &o.optimizer, "sgd|momentum|adam|rmsprop", "(default adam)", 0, 0},
@@ -113,268 +155,275 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
         {"decoupled", CLI_FLAG, &o.decoupled, NULL, "decay the weights directly instead (AdamW)", 0, 0},
         {"batch", CLI_INT, &o.batch, "B", "sequences per step, as columns (default 1, or the data's)", 1, 65536},
         {"bptt", CLI_INT, &o.bptt, "K", "truncated BPTT in chunks of K steps (default: full; text 64)", 0, 1000000},
+        {"accumulate", CLI_INT, &o.accumulate, "N", "minibatches (chunks) per optimizer step (default 1)", 1, 1000000},
+        {"reduction", CLI_CHOICE, &o.reduction, "mean|sum",
+         "the objective: the loss per sequence (text: per character), or summed (default mean)", 0, 0},
+        {"schedule", CLI_CHOICE, &o.schedule, "constant|step|exp|cosine|plateau",
+         "learning-rate schedule, per step as torch.optim.lr_scheduler (default constant)", 0, 0},
+        {"warmup", CLI_INT, &o.warmup, "N", "steps of linear warm-up from 0 (default 0)", 0, 2000000000},
+        {"gamma", CLI_DOUBLE, &o.gamma, "X", "step, exp, plateau: the factor (default 0.1; exp 0.99)", 0, 1},
+        {"step-size", CLI_INT, &o.step_size, "N", "step: steps between decays (default 1000)", 1, 2000000000},
+        {"plateau-patience", CLI_INT, &o.plateau_patience, "N",
+         "plateau: epochs without improvement before the lr drops (default 10)", 0, 2000000000},
+        {"valid", CLI_STRING, &o.valid, "FILE", "validation data (like --data); its loss is shown per epoch", 0, 0},
+        {"valid-split", CLI_DOUBLE, &o.valid_split, "F",
+         "validate on the last fraction F of the sequences (or of the text)", 0, 0.99},
+        {"patience", CLI_INT, &o.patience, "N",
+         "stop after N epochs without a better validation loss; keep the best parameters", 0, 2000000000},
         {"seed", CLI_U64, &o.c.seed, "S", "seed of the initial weights and the shuffling (default 1)", 0, 0},
         CLI_OPT_DIM(&o.c),
         {"steps", CLI_INT, &o.max_steps, "N", "stop after N steps in all (resumable, like Ctrl-C)", 1, 2000000000},
         {"target", CLI_DOUBLE, &o.target, "LOSS", "stop after an epoch whose mean loss is below LOSS", 0, 1e300},
-        {"save", CLI_STRING, &o.save, "FILE", "checkpoint: PARAMS to FILE, training state to FILE.state", 0, 0},
+        {"save", CLI_STRING, &o.save, "FILE", "checkpoint: one file that resumes the run and that run, grad, dump "
+                                              "and sample read", 0, 0},
         {"save-every", CLI_INT, &o.save_every, "N", "steps between checkpoints (default 1000; 0: at the end)",
          0, 2000000000},
-        {"resume", CLI_STRING, &o.resume, "FILE", "continue the run saved in FILE (reads FILE.state)", 0, 0},
-        {"log", CLI_STRING, &o.log, "FILE", "loss log as CSV: step,epoch,loss,grad_norm,seconds", 0, 0},
+        {"resume", CLI_STRING, &o.resume, "FILE", "continue the run saved in FILE (without --save: saves back "
+                                                  "into FILE)", 0, 0},
+        {"log", CLI_STRING, &o.log, "FILE", "CSV: step,epoch,loss,grad_norm,seconds,lr,valid_loss", 0, 0},
         {"plot", CLI_STRING, &o.plot, "FILE", "the loss curve as .svg or .png (with gnuplot)", 0, 0},
         {"print-every", CLI_INT, &o.print_every, "N", "no terminal: a progress line every N steps (100)", 1, 2000000000},
+        CLI_OPT_FORMAT(&o.c),
         {"quiet", CLI_FLAG, &o.quiet, NULL, "print nothing but errors", 0, 0},
     };
     const char *positional[1];
     cli_usage usage = {
         "MODEL --data DATA --epochs N [options]",
         "Fits MODEL's parameters to DATA by back-propagation through time and saves\n"
-        "them as a PARAMS file that grad, run and check read with --params.\n"
-        "DATA is YAML sequences (.yaml), a CSV series (.csv: a header of input and\n"
-        "target names, one line per step, a blank line between sequences), or any\n"
-        "other file as text for a character model (one-hot over its characters; the\n"
-        "model needs a dim named vocab).  The loss shown is the model's loss per\n"
-        "sequence averaged over the epoch (for text: nats per character).\n"
-        "Ctrl-C stops after the current step, saves a checkpoint (with --save) and\n"
-        "exits with status 130.",
+        "a checkpoint that resumes the run and that grad, run and dump read with\n"
+        "--params.  DATA is YAML sequences (.yaml), a CSV series (.csv: a header of\n"
+        "input and target names, one line per step, a blank line between sequences),\n"
+        "or any other file as UTF-8 text for a character model (one-hot over its\n"
+        "characters; the model needs a dim named vocab).  The loss shown is the\n"
+        "model's loss per sequence averaged over the epoch (for text: nats per\n"
+        "character).  Ctrl-C stops after the current step, saves a checkpoint (with\n"
+        "--save) and exits with status 130.",
         1, positional};
     int prc = cli_parse(cmd, &usage, opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (prc) return prc < 0 ? CLI_OK : prc;
     o.c.model = positional[0];
     o.seed_given = o.c.seed != seed_sentinel;
     if (!o.seed_given) o.c.seed = 1;
+    int json = o.c.format && !strcmp(o.c.format, "json");
     if (!o.c.data) return cli_usage_error(cmd, "--data FILE is required (the sequences to learn)");
     if (o.epochs < 0 && !o.resume) return cli_usage_error(cmd, "--epochs N is required");
     if (o.c.params && o.resume)
         return cli_usage_error(cmd, "--params and --resume both give the starting parameters; use one");
+    if (o.valid && o.valid_split > 0) return cli_usage_error(cmd, "--valid and --valid-split both give validation data; use one");
     if (o.plot) {
         const char *dot = strrchr(o.plot, '.');
         if (!dot || (strcmp(dot, ".svg") && strcmp(dot, ".png")))
             return cli_usage_error(cmd, "--plot FILE must end in .svg or .png, not '%s'", o.plot);
-        const char *ins[] = {o.c.model, o.c.data, o.c.params, o.resume, o.log};
-        int rc_out = cli_check_outputs(cmd, &o.plot, 1, ins, 5);
-        if (rc_out) return rc_out;
+    }
+    if (o.nesterov && o.optimizer && strcmp(o.optimizer, "momentum"))
+        return cli_usage_error(cmd, "--nesterov goes with --optimizer momentum");
+    /* --resume without --save saves back into the resumed checkpoint */
+    int save_back = o.resume && !o.save;
+    if (save_back) o.save = o.resume;
+    /* every output, before any work: never one of the inputs, never a device */
+    {
+        /* --save may be the checkpoint --resume reads (it goes on from it) */
+        const char *ins[] = {o.c.model, o.c.data, o.c.params, o.valid, o.resume, o.save};
+        int rc = cli_check_outputs(cmd, &o.save, 1, ins, 4);
+        const char *outs[] = {o.log, o.plot};
+        if (!rc) rc = cli_check_outputs(cmd, outs, 2, ins, 6);
+        if (rc) return rc;
     }
 
-    run R;
-    memset(&R, 0, sizeof R);
-    char msg[2048];
-    int csv = 0, kind = td_kind_of(o.c.data, &csv);
-
-    /* the checkpoint to resume, read first: it has the vocabulary and defaults */
-    ts_file *resume = NULL;
-    ts_pos pos = {0};
-    tg_optim_opts saved_opts;
-    td_vocab vocab;
-    memset(&vocab, 0, sizeof vocab);
-    for (int b = 0; b < 256; b++) vocab.index[b] = -1;
-    char state_path[4200];
+    int rc = CLI_OK;
+    cli_session s;
+    memset(&s, 0, sizeof s);
+    tg_ctx *aux = tg_ctx_new(NULL); /* for what is read before the model: checkpoint, text */
+    tg_checkpoint *ck = NULL;
+    tg_trainset *data = NULL, *valid = NULL;
+    tg_trainer *tr = NULL;
+    tg_file_lock lock = {.fd = -1};
+    show S;
+    memset(&S, 0, sizeof S);
+    if (!aux) return cli_error(CLI_FAILURE, "tapegrad train: out of memory");
+    char msg[4400];
+    if (o.save && tg_file_lock_take(o.save, &lock, msg, sizeof msg)) {
+        rc = cli_error(CLI_USAGE, "tapegrad train: %s", msg);
+        goto out;
+    }
+    tg_train_opts to = tg_train_defaults();
     if (o.resume) {
-        resume = ts_open(ts_state_path(state_path, sizeof state_path, o.resume), msg, sizeof msg);
-        if (!resume) return fprintf(stderr, "tapegrad train: %s\n", msg), CLI_BAD_INPUT;
-        if (ts_position(resume, &pos) || ts_optim(resume, &saved_opts)) {
-            ts_close(resume);
-            fprintf(stderr, "tapegrad train: %s: the training state lacks its position or optimizer\n", state_path);
-            return CLI_BAD_INPUT;
+        if (!(ck = tg_checkpoint_open(aux, o.resume))) {
+            rc = cli_error(CLI_BAD_INPUT, "tapegrad train: %s", tg_errmsg(aux));
+            goto out;
         }
-        ts_vocab(resume, &vocab);
-        if (o.optimizer && tg_optim_kind_parse(o.optimizer) != (int)saved_opts.kind) {
-            ts_close(resume);
-            return cli_usage_error(cmd, "--optimizer %s, but %s holds %s state (leave --optimizer out to go on "
-                                   "with %s)", o.optimizer, state_path, tg_optim_kind_name(saved_opts.kind),
-                                   tg_optim_kind_name(saved_opts.kind));
+        if (tg_checkpoint_opts(ck, &to)) {
+            rc = cli_error(CLI_BAD_INPUT, "tapegrad train: %s", tg_errmsg(aux));
+            goto out;
         }
-        if (o.batch && o.batch != pos.batch_size) {
-            ts_close(resume);
-            return cli_usage_error(cmd, "--batch %d, but the run in %s used --batch %d", o.batch, state_path,
-                                   pos.batch_size);
+        if (o.optimizer && tg_optim_kind_parse(o.optimizer) != (int)to.optim.kind) {
+            rc = cli_usage_error(cmd, "--optimizer %s, but %s holds %s state (leave --optimizer out to go on with %s)",
+                                 o.optimizer, o.resume, tg_optim_kind_name(to.optim.kind),
+                                 tg_optim_kind_name(to.optim.kind));
+            goto out;
         }
-        if (o.bptt >= 0 && o.bptt != pos.bptt) {
-            ts_close(resume);
-            return cli_usage_error(cmd, "--bptt %d, but the run in %s used --bptt %d", o.bptt, state_path, pos.bptt);
+        if (o.batch && o.batch != to.batch) {
+            rc = cli_usage_error(cmd, "--batch %d, but the run in %s used --batch %d", o.batch, o.resume, to.batch);
+            goto out;
         }
-        if (o.seed_given && o.c.seed != pos.seed) {
-            ts_close(resume);
-            return cli_usage_error(cmd, "--seed %llu, but the run in %s used --seed %llu",
-                                   (unsigned long long)o.c.seed, state_path, (unsigned long long)pos.seed);
+        if (o.bptt >= 0 && o.bptt != to.bptt) {
+            rc = cli_usage_error(cmd, "--bptt %d, but the run in %s used --bptt %d", o.bptt, o.resume, to.bptt);
+            goto out;
         }
-        o.c.seed = pos.seed;
-        o.batch = pos.batch_size;
-        o.bptt = pos.bptt;
-        if (o.epochs < 0) o.epochs = pos.epochs;
+        if (o.seed_given && o.c.seed != to.seed) {
+            rc = cli_usage_error(cmd, "--seed %llu, but the run in %s used --seed %llu", (unsigned long long)o.c.seed,
+                                 o.resume, (unsigned long long)to.seed);
+            goto out;
+        }
+        if (o.accumulate != 1 && o.accumulate != to.accumulate) {
+            rc = cli_usage_error(cmd, "--accumulate %d, but the run in %s used --accumulate %d", o.accumulate,
+                                 o.resume, to.accumulate);
+            goto out;
+        }
+        o.c.seed = to.seed;
+        if (o.epochs >= 0) to.epochs = o.epochs;
+        to.max_steps = 0;
+        if (!isnan(o.lr)) to.optim.lr = o.lr;
+        if (o.clip > 0) to.optim.clip = o.clip;
+        if (o.target > 0) to.target = o.target;
+        if (o.patience > 0) to.patience = o.patience;
+    } else {
+        to.optim = tg_optim_defaults((tg_optim_kind)tg_optim_kind_parse(o.optimizer ? o.optimizer : "adam"));
+        if (!isnan(o.lr)) to.optim.lr = o.lr;
+        if (!isnan(o.momentum)) to.optim.momentum = o.momentum;
+        if (!isnan(o.beta1)) to.optim.beta1 = o.beta1;
+        if (!isnan(o.beta2)) to.optim.beta2 = o.beta2;
+        if (!isnan(o.rho)) to.optim.rho = o.rho;
+        if (!isnan(o.eps)) to.optim.eps = o.eps;
+        to.optim.nesterov = o.nesterov;
+        to.optim.decoupled = o.decoupled;
+        to.optim.weight_decay = o.weight_decay;
+        to.optim.clip = o.clip;
+        to.epochs = o.epochs;
+        to.batch = o.batch;
+        to.bptt = o.bptt == -2 ? -1 : o.bptt;
+        to.accumulate = o.accumulate;
+        to.reduction = o.reduction && !strcmp(o.reduction, "sum") ? TG_REDUCE_SUM : TG_REDUCE_MEAN;
+        to.schedule = o.schedule ? (tg_schedule)tg_schedule_parse(o.schedule) : TG_SCHED_CONSTANT;
+        to.warmup = o.warmup;
+        to.gamma = o.gamma;
+        to.step_size = o.step_size;
+        to.plateau_patience = o.plateau_patience;
+        to.target = o.target;
+        to.patience = o.patience;
+        to.seed = o.c.seed;
+    }
+    if (o.nesterov && to.optim.kind != TG_OPTIM_MOMENTUM) {
+        rc = cli_usage_error(cmd, "--nesterov goes with --optimizer momentum");
+        goto out;
     }
 
-    /* text: the vocabulary sets the model's `vocab` dim */
+    /* text: the vocabulary (the checkpoint's when resuming) sets the model's `vocab` dim */
+    const char *dot = strrchr(o.c.data, '.'), *slash = strrchr(o.c.data, '/');
+    int text = !(dot && (!slash || dot > slash) && (!strcmp(dot, ".csv") || !strcmp(dot, ".yaml") || !strcmp(dot, ".yml")));
     cli_common c = o.c;
     c.data = NULL;
-    if (kind == TD_TEXT) {
-        if (td_load_text(&R.data, o.c.data, &vocab, msg, sizeof msg)) {
-            ts_close(resume);
-            return fail(&R, CLI_BAD_INPUT, "%s", msg);
+    if (text) {
+        if (!(data = tg_trainset_text(aux, o.c.data, ck ? tg_checkpoint_vocab(ck) : NULL))) {
+            rc = cli_error(CLI_BAD_INPUT, "tapegrad train: %s", tg_errmsg(aux));
+            goto out;
         }
         if (c.dims.n == CLI_MAX_DIMS) {
-            ts_close(resume);
-            return fail(&R, CLI_USAGE, "too many --dim options");
+            rc = cli_usage_error(cmd, "too many --dim options");
+            goto out;
         }
-        c.dims.dim[c.dims.n++] = (tg_dim){"vocab", vocab.n};
+        c.dims.dim[c.dims.n++] = (tg_dim){"vocab", tg_vocab_size(tg_trainset_vocab(data))};
     }
-    int rc = cli_open(&R.s, &c);
-    if (rc) {
-        if (kind == TD_TEXT)
-            fprintf(stderr, "tapegrad train: (text data is one-hot encoded over its %d distinct characters, so the "
-                            "model needs a dim named 'vocab' for its input and target size)\n", vocab.n);
-        ts_close(resume);
-        td_free(&R.data);
-        return rc;
+    if ((rc = cli_open(&s, &c))) {
+        if (text)
+            cli_error(0, "tapegrad train: (text data is one-hot encoded over its %d distinct characters, so the model "
+                         "needs a dim named 'vocab' for its input and target size)",
+                      tg_vocab_size(tg_trainset_vocab(data)));
+        goto out;
     }
-    tg_model *m = R.s.model;
-    tg_ctx *ctx = R.s.ctx;
+    tg_model *m = s.model;
+    tg_ctx *ctx = s.ctx;
     if (!tg_model_has_loss(m)) {
-        ts_close(resume);
-        return fail(&R, CLI_BAD_INPUT, "%s: the model has no 'loss', so there is nothing to train", o.c.model);
+        rc = cli_error(CLI_BAD_INPUT, "tapegrad train: %s: the model has no 'loss', so there is nothing to train",
+                       o.c.model);
+        goto out;
     }
-    R.n_in = tg_model_count(m, TG_ROLE_INPUT);
-    R.n_tg = tg_model_count(m, TG_ROLE_TARGET);
-    R.n_st = tg_model_count(m, TG_ROLE_STATE);
-    R.n_out = tg_model_count(m, TG_ROLE_OUTPUT);
-    if (R.n_in > 256 || R.n_tg > 256) {
-        ts_close(resume);
-        return fail(&R, CLI_BAD_INPUT, "%s: more than 256 inputs or targets", o.c.model);
+    if (!text && !(data = tg_trainset_load(ctx, m, o.c.data, NULL))) {
+        rc = cli_error(CLI_BAD_INPUT, "tapegrad train: %s", tg_errmsg(ctx));
+        goto out;
     }
-    R.data.n_in = R.n_in;
-    R.data.n_tg = R.n_tg;
-    for (int i = 0; i < R.n_in; i++) tg_model_var(m, TG_ROLE_INPUT, i, &R.data.in_rows[i], NULL);
-    for (int i = 0; i < R.n_tg; i++) tg_model_var(m, TG_ROLE_TARGET, i, &R.data.tg_rows[i], NULL);
-    if (kind == TD_TEXT) {
-        if (R.n_in != 1 || R.n_tg != 1 || R.data.in_rows[0] != vocab.n || R.data.tg_rows[0] != vocab.n) {
-            ts_close(resume);
-            return fail(&R, CLI_BAD_INPUT, "%s: a character model has one input and one target of size vocab "
-                        "(%d here); this one has %d inputs and %d targets", o.c.model, vocab.n, R.n_in, R.n_tg);
-        }
-    } else if (td_load_seqs(&R.data, ctx, m, o.c.data, csv, msg, sizeof msg)) {
-        ts_close(resume);
-        return fail(&R, CLI_BAD_INPUT, "%s", msg);
+    if (o.valid && !(valid = tg_trainset_load(text ? aux : ctx, m, o.valid, tg_trainset_vocab(data)))) {
+        rc = cli_error(CLI_BAD_INPUT, "tapegrad train: %s", tg_errmsg(text ? aux : ctx));
+        goto out;
     }
-    if (!o.batch) o.batch = kind == TD_TEXT || R.data.n_seq == 0 ? 1 : R.data.seq_batch[0];
-    if (o.bptt < 0) o.bptt = kind == TD_TEXT ? TEXT_BPTT : 0;
-    if (td_plan_init(&R.plan, &R.data, o.batch, msg, sizeof msg)) {
-        ts_close(resume);
-        return fail(&R, CLI_BAD_INPUT, "%s", msg);
+    if (o.valid_split > 0 && !(valid = tg_trainset_split(data, o.valid_split))) {
+        rc = cli_error(CLI_BAD_INPUT, "tapegrad train: %s", tg_errmsg(text ? aux : ctx));
+        goto out;
     }
-    int T_max = R.plan.max_steps;
-    int K = o.bptt > 0 && o.bptt < T_max ? o.bptt : T_max; /* the longest chunk */
-    int B = o.batch;
-
-    /* the optimizer: settings from the checkpoint, then the command line */
-    tg_optim_opts oo = resume ? saved_opts
-                              : tg_optim_defaults((tg_optim_kind)tg_optim_kind_parse(o.optimizer ? o.optimizer : "adam"));
-    if (!isnan(o.lr)) oo.lr = o.lr;
-    if (!isnan(o.momentum)) oo.momentum = o.momentum;
-    if (!isnan(o.beta1)) oo.beta1 = o.beta1;
-    if (!isnan(o.beta2)) oo.beta2 = o.beta2;
-    if (!isnan(o.rho)) oo.rho = o.rho;
-    if (!isnan(o.eps)) oo.eps = o.eps;
-    if (o.nesterov) oo.nesterov = 1;
-    if (o.decoupled) oo.decoupled = 1;
-    if (!resume || o.weight_decay > 0) oo.weight_decay = o.weight_decay;
-    if (!resume || o.clip > 0) oo.clip = o.clip;
-    if (o.nesterov && oo.kind != TG_OPTIM_MOMENTUM) {
-        ts_close(resume);
-        run_free(&R);
-        return cli_usage_error(cmd, "--nesterov goes with --optimizer momentum");
+    to.max_steps = (uint64_t)o.max_steps; /* counts every step of the run, resumed ones included */
+    if (!(tr = tg_trainer_new(m, s.params, &to))) {
+        rc = cli_error(CLI_USAGE, "tapegrad train: %s", tg_errmsg(ctx));
+        goto out;
     }
-    if (!(R.opt = tg_optim_new(R.s.params, &oo))) {
-        ts_close(resume);
-        fprintf(stderr, "tapegrad train: %s\n", tg_errmsg(ctx));
-        run_free(&R);
-        return CLI_USAGE;
+    if (tg_trainer_set_data(tr, data, valid)) {
+        rc = cli_error(CLI_BAD_INPUT, "tapegrad train: %s", tg_errmsg(ctx));
+        goto out;
+    }
+    if (ck && tg_trainer_resume(tr, ck)) {
+        tg_status st = tg_status_last(ctx);
+        rc = cli_error(st == TG_ERR_ARG ? CLI_USAGE : CLI_BAD_INPUT, "tapegrad train: %s", tg_errmsg(ctx));
+        goto out;
     }
 
-    /* buffers: inputs/targets for the longest batch (sequences) or chunk (text) */
-    int span = kind == TD_TEXT ? K : T_max;
-    R.in = calloc((size_t)R.n_in + 1, sizeof *R.in);
-    R.tg = calloc((size_t)R.n_tg + 1, sizeof *R.tg);
-    R.carry = calloc((size_t)R.n_st + 1, sizeof *R.carry);
-    R.carry_size = calloc((size_t)R.n_st + 1, sizeof *R.carry_size);
-    R.st_rows = calloc((size_t)R.n_st + 1, sizeof *R.st_rows);
-    int oom = !R.in || !R.tg || !R.carry || !R.carry_size || !R.st_rows;
-    for (int i = 0; !oom && i < R.n_in; i++)
-        oom = !(R.in[i] = malloc((size_t)span * (size_t)R.data.in_rows[i] * (size_t)B * sizeof(tg_real)));
-    for (int i = 0; !oom && i < R.n_tg; i++)
-        oom = !(R.tg[i] = malloc((size_t)span * (size_t)R.data.tg_rows[i] * (size_t)B * sizeof(tg_real)));
-    for (int i = 0; !oom && i < R.n_st; i++) {
-        tg_model_var(m, TG_ROLE_STATE, i, &R.st_rows[i], NULL);
-        oom = !(R.carry[i] = calloc((size_t)R.st_rows[i] * (size_t)B, sizeof(tg_real)));
-    }
-    if (oom) {
-        ts_close(resume);
-        return fail(&R, CLI_FAILURE, "out of memory for the batch buffers");
-    }
-
-    int has_carry = 0;
-    if (resume) {
-        /* the carried state's size depends on the batch the run stopped in */
-        td_plan_epoch(&R.plan, &R.data, o.c.seed, (uint64_t)pos.epoch);
-        int cols = pos.batch < R.plan.n_batches ? td_batch_cols(&R.plan, &R.data, pos.batch) : B;
-        for (int i = 0; i < R.n_st; i++) R.carry_size[i] = R.st_rows[i] * cols;
-        int rr = ts_restore(resume, m, R.s.params, R.opt, R.n_st, R.carry, R.carry_size, &has_carry, msg,
-                            sizeof msg);
-        ts_close(resume);
-        resume = NULL;
-        if (rr) return fail(&R, CLI_BAD_INPUT, "%s", msg);
-        if (pos.epoch > o.epochs || (pos.epoch == o.epochs && (pos.batch || pos.chunk)))
-            return fail(&R, CLI_USAGE, "%s stopped in epoch %d, past --epochs %d", state_path, pos.epoch + 1,
-                        o.epochs);
-    }
-    pos.seed = o.c.seed;
-    pos.epochs = o.epochs;
-    pos.batch_size = B;
-    pos.bptt = o.bptt;
-
-    /* steps per epoch, for the ETA */
-    td_plan_epoch(&R.plan, &R.data, o.c.seed, 0);
-    uint64_t per_epoch = 0;
-    for (int k = 0; k < R.plan.n_batches; k++) {
-        int T = td_batch_steps(&R.plan, &R.data, k);
-        per_epoch += (uint64_t)((T + K - 1) / K);
-    }
-    uint64_t total_steps = per_epoch * (uint64_t)o.epochs;
-
-    const char *unit = kind == TD_TEXT ? "nats per character" : "per sequence";
+    S.o = &o;
+    S.tr = tr;
+    S.tty = isatty(2);
+    S.show = !o.quiet;
+    S.width = term_width();
+    const tg_train_progress *p0 = tg_trainer_progress(tr);
+    S.step0 = S.last_saved = p0->step;
+    char log_tmp[64] = "";
     if (o.log || o.plot) {
         const char *lp = o.log;
         if (!lp) {
-            snprintf(R.log_tmp, sizeof R.log_tmp, "/tmp/tapegrad-loss-XXXXXX");
-            int fd = mkstemp(R.log_tmp);
-            if (fd < 0) R.log_tmp[0] = 0;
+            snprintf(log_tmp, sizeof log_tmp, "/tmp/tapegrad-loss-XXXXXX");
+            int fd = mkstemp(log_tmp);
+            if (fd < 0) log_tmp[0] = 0;
             else close(fd);
-            lp = R.log_tmp;
+            lp = log_tmp;
         }
         /* a resumed run appends to its log */
-        struct stat sb;
-        int append = o.resume && o.log && stat(o.log, &sb) == 0 && sb.st_size > 0;
-        R.log = lp[0] ? fopen(lp, append ? "a" : "w") : NULL;
-        if (!R.log) return fail(&R, CLI_FAILURE, "%s: cannot write the log: %s", lp[0] ? lp : "/tmp", strerror(errno));
-        if (!append) fprintf(R.log, "step,epoch,loss,grad_norm,seconds\n");
+        int append = o.resume && o.log && access(o.log, F_OK) == 0;
+        S.log = lp[0] ? fopen(lp, append ? "a" : "w") : NULL;
+        if (!S.log) {
+            rc = cli_error(CLI_FAILURE, "tapegrad train: %s: cannot write the log: %s", lp[0] ? lp : "/tmp",
+                           strerror(errno));
+            goto out;
+        }
+        if (!append) fprintf(S.log, "step,epoch,loss,grad_norm,seconds,lr,valid_loss\n");
     }
-
-    int tty = isatty(2), show = !o.quiet;
-    if (show) {
-        if (kind == TD_TEXT)
-            fprintf(stderr, "train %s on %s: %zu characters, vocabulary %d, %d streams of %d steps, chunks of %d\n",
-                    tg_model_name(m), o.c.data, R.data.n_sym, vocab.n, B, T_max, K);
+    const char *unit = text ? "nats per character" : "per sequence";
+    const tg_optim_opts *oo = &to.optim;
+    if (S.show && !json) {
+        if (save_back) fprintf(stderr, "tapegrad train: no --save: saving back into %s\n", o.resume);
+        size_t n_chars = tg_trainset_length(data);
+        if (text)
+            fprintf(stderr, "train %s on %s: %zu characters, vocabulary %d, batch %d, %s%s\n", tg_model_name(m),
+                    o.c.data, n_chars, tg_vocab_size(tg_trainset_vocab(data)), to.batch ? to.batch : 1,
+                    to.bptt == 0 ? "full BPTT" : "truncated BPTT",
+                    valid ? ", validation held out" : "");
         else
-            fprintf(stderr, "train %s on %s: %d sequence%s (longest %d steps), batch %d, %s\n", tg_model_name(m),
-                    o.c.data, R.data.n_items, R.data.n_items == 1 ? "" : "s", T_max, B,
-                    K < T_max ? "truncated BPTT" : "full BPTT");
-        size_t n_scalars = 0;
-        for (int i = 0; i < tg_params_count(R.s.params); i++) n_scalars += tg_size(tg_params_at(R.s.params, i));
+            fprintf(stderr, "train %s on %s: %zu sequence%s, %s%s\n", tg_model_name(m), o.c.data, n_chars,
+                    n_chars == 1 ? "" : "s", to.bptt > 0 ? "truncated BPTT" : "full BPTT",
+                    valid ? ", validation held out" : "");
         char clip[48] = "";
-        if (oo.clip > 0) snprintf(clip, sizeof clip, ", clip %g", oo.clip);
-        fprintf(stderr, "%s lr %g%s, %zu parameters, %d epochs%s\n", tg_optim_kind_name(oo.kind), oo.lr, clip,
-                n_scalars, o.epochs, o.resume ? " (resumed)" : "");
+        if (oo->clip > 0) snprintf(clip, sizeof clip, ", clip %g", oo->clip);
+        size_t n_scalars = 0;
+        for (int i = 0; i < tg_params_count(s.params); i++) n_scalars += tg_size(tg_params_at(s.params, i));
+        fprintf(stderr, "%s lr %g%s, %zu parameters, %d epochs%s\n", tg_optim_kind_name(oo->kind), oo->lr, clip,
+                n_scalars, to.epochs, o.resume ? " (resumed)" : "");
     }
+    tg_trainer_set_progress(tr, on_progress, &S);
 
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);
@@ -382,170 +431,90 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
     sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C stops at once */
     sigemptyset(&sa.sa_mask);
     interrupted = 0;
+    running = tr;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-
-    tg_tape *tape = R.s.tape;
-    tg_tape_keep_grads(tape, 0); /* training reads parameter gradients only */
-    double t_start = now(), t_shown = 0, base_seconds = pos.seconds;
-    uint64_t step0 = pos.step;
-    double last_epoch_loss = NAN, first_epoch_loss = NAN;
-    int status = CLI_OK, reached = 0;
-    const tg_real *inp[256], *tgp[256], *st0[256];
-    char dbuf[32], ebuf[32];
-    uint64_t last_saved = pos.step;
-
-/* The PARAMS file first, then the state: a state file always has its params
- * file beside it (each is replaced atomically; a crash between the two
- * leaves the state one checkpoint behind, which resumes consistently). */
-#define SAVE_CHECKPOINT()                                                                                    \
-    do {                                                                                                     \
-        pos.seconds = base_seconds + now() - t_start;                                                        \
-        int nc_ = pos.chunk > 0 ? R.n_st : 0;                                                                \
-        char pp_[4200];                                                                                      \
-        if (tg_params_save(R.s.params, m, ts_params_path(pp_, sizeof pp_, o.save))) {                        \
-            status = CLI_FAILURE;                                                                            \
-            fprintf(stderr, "%stapegrad train: %s\n", tty && show ? "\n" : "", tg_errmsg(ctx));             \
-            goto stop;                                                                                       \
-        }                                                                                                    \
-        if (ts_save(ts_state_path(state_path, sizeof state_path, o.save), m, R.s.params, R.opt, &pos,       \
-                    kind == TD_TEXT ? &vocab : NULL, nc_, R.carry, R.carry_size, msg, sizeof msg)) {         \
-            status = CLI_FAILURE;                                                                            \
-            fprintf(stderr, "%stapegrad train: %s\n", tty && show ? "\n" : "", msg);                         \
-            goto stop;                                                                                       \
-        }                                                                                                    \
-        last_saved = pos.step;                                                                               \
-    } while (0)
-
-    while (pos.epoch < o.epochs && !reached) {
-        td_plan_epoch(&R.plan, &R.data, o.c.seed, (uint64_t)pos.epoch);
-        for (; pos.batch < R.plan.n_batches; pos.batch++, pos.chunk = 0) {
-            int T = td_batch_steps(&R.plan, &R.data, pos.batch);
-            int cols = td_batch_cols(&R.plan, &R.data, pos.batch);
-            int n_chunks = (T + K - 1) / K;
-            if (kind != TD_TEXT) td_fill(&R.plan, &R.data, pos.batch, 0, T, R.in, R.tg);
-            for (int i = 0; i < R.n_st; i++) R.carry_size[i] = R.st_rows[i] * cols;
-            if (pos.chunk == 0) has_carry = 0;
-            for (; pos.chunk < n_chunks; pos.chunk++) {
-                /* here pos names the next chunk: the place to stop or save */
-                if (interrupted || (o.max_steps && pos.step >= (uint64_t)o.max_steps)) goto interrupt;
-                if (o.save && o.save_every > 0 && pos.step - last_saved >= (uint64_t)o.save_every)
-                    SAVE_CHECKPOINT();
-                int t0 = pos.chunk * K, steps = T - t0 < K ? T - t0 : K;
-                if (kind == TD_TEXT) td_fill(&R.plan, &R.data, 0, t0, steps, R.in, R.tg);
-                for (int i = 0; i < R.n_in; i++) inp[i] = R.in[i];
-                for (int i = 0; i < R.n_tg; i++) tgp[i] = R.tg[i];
-                for (int i = 0; i < R.n_st; i++) st0[i] = has_carry ? R.carry[i] : NULL;
-                tg_tape_reset(tape);
-                tg_params_zero_grad(R.s.params);
-                tg_unroll u = {
-                    .params = R.s.params,
-                    .batch = cols,
-                    .t0 = kind == TD_TEXT ? 0 : t0,
-                    .steps = steps,
-                    .seq_steps = kind == TD_TEXT ? 0 : T,
-                    .inputs = inp,
-                    .targets = tgp,
-                    .state0 = R.n_st ? st0 : NULL,
-                };
-                if (tg_model_unroll(m, tape, &u)) {
-                    fprintf(stderr, "%stapegrad train: %s\n", tty && show ? "\n" : "", tg_errmsg(ctx));
-                    status = CLI_FAILURE;
-                    goto stop;
-                }
-                double norm = 0, raw = 0, per = kind == TD_TEXT ? (double)steps * cols : (double)cols;
-                if (u.loss) {
-                    raw = tg_item(u.loss);
-                    tg_tensor *obj = per == 1 ? u.loss : tg_scale(tape, u.loss, 1.0 / per, 0.0);
-                    if (!obj || tg_backward(tape, obj) || tg_optim_step(R.opt, &norm)) {
-                        fprintf(stderr, "%stapegrad train: step %llu: %s\n", tty && show ? "\n" : "",
-                                (unsigned long long)pos.step + 1, tg_errmsg(ctx));
-                        status = CLI_FAILURE;
-                        goto stop;
-                    }
-                }
-                if (!isfinite(raw)) {
-                    fprintf(stderr, "%stapegrad train: step %llu: the loss is %g (try a smaller --lr or --clip)\n",
-                            tty && show ? "\n" : "", (unsigned long long)pos.step + 1, raw);
-                    status = CLI_FAILURE;
-                    goto stop;
-                }
-                for (int i = 0; i < R.n_st; i++)
-                    memcpy(R.carry[i], tg_data(u.state[i]), (size_t)R.carry_size[i] * sizeof(tg_real));
-                has_carry = 1;
-                pos.epoch_loss += raw;
-                pos.epoch_count += kind == TD_TEXT ? (double)steps * cols : (pos.chunk == 0 ? cols : 0);
-                pos.step++;
-                double t = now() - t_start;
-                if (R.log && u.loss)
-                    fprintf(R.log, "%llu,%d,%.9g,%.9g,%.6f\n", (unsigned long long)pos.step, pos.epoch + 1,
-                            raw / per, norm, base_seconds + t);
-                if (show && ((tty && t - t_shown >= 0.1) || (!tty && pos.step % (uint64_t)o.print_every == 0))) {
-                    double rate = (double)(pos.step - step0) / (t > 0 ? t : 1e-9);
-                    double shown = pos.epoch_count > 0 ? pos.epoch_loss / pos.epoch_count : last_epoch_loss;
-                    fprintf(stderr, "%sepoch %d/%d  step %llu/%llu  loss %.6g  %.0f steps/s  ETA %s%s",
-                            tty ? "\r\033[K" : "", pos.epoch + 1, o.epochs, (unsigned long long)pos.step,
-                            (unsigned long long)total_steps, shown, rate,
-                            duration(ebuf, sizeof ebuf, (double)(total_steps - pos.step) / rate), tty ? "" : "\n");
-                    t_shown = t;
-                }
-            }
-        }
-        last_epoch_loss = pos.epoch_loss / (pos.epoch_count > 0 ? pos.epoch_count : 1);
-        if (isnan(first_epoch_loss)) first_epoch_loss = last_epoch_loss;
-        pos.epoch++, pos.batch = 0, pos.chunk = 0, pos.epoch_loss = 0, pos.epoch_count = 0;
-        if (o.target > 0 && last_epoch_loss < o.target) reached = 1;
-    }
-    if (o.save) SAVE_CHECKPOINT();
-    goto stop;
-
-interrupt:
-    if (!interrupted) {
-        /* --steps: a planned stop */
-        if (o.save) SAVE_CHECKPOINT();
-        goto stop;
-    }
-    status = EXIT_INTERRUPTED;
-    if (show && tty) fputc('\n', stderr);
-    if (o.save) {
-        SAVE_CHECKPOINT();
-        fprintf(stderr, "tapegrad train: interrupted at step %llu; saved %s (continue with --resume %s)\n",
-                (unsigned long long)pos.step, o.save, o.save);
-    } else {
-        fprintf(stderr, "tapegrad train: interrupted at step %llu; nothing saved (no --save)\n",
-                (unsigned long long)pos.step);
-    }
-
-stop:
+    S.t0 = now();
+    tg_status st = tg_trainer_run(tr);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (R.log) {
-        fclose(R.log);
-        R.log = NULL;
+    running = NULL;
+    flush_row(&S, NAN);
+    if (S.log) fclose(S.log), S.log = NULL;
+    const tg_train_progress *p = tg_trainer_progress(tr);
+    tg_train_end end = tg_trainer_end(tr);
+    if (S.show && S.tty && !json) fputc('\n', stderr);
+    if (S.failed || st) {
+        rc = cli_error(CLI_FAILURE, "tapegrad train: %s", tg_errmsg(ctx));
+        goto out;
     }
-    double secs = now() - t_start;
-    if (isnan(last_epoch_loss) && pos.epoch_count > 0) last_epoch_loss = pos.epoch_loss / pos.epoch_count;
-    if (status == CLI_OK && show) {
-        if (tty) fputc('\n', stderr);
+    if (o.save && tg_trainer_save(tr, o.save)) {
+        rc = cli_error(CLI_FAILURE, "tapegrad train: %s", tg_errmsg(ctx));
+        goto out;
+    }
+    if (interrupted) {
+        if (o.save)
+            cli_error(0, "tapegrad train: interrupted at step %llu; saved %s (continue with --resume %s)",
+                      (unsigned long long)p->step, o.save, o.save);
+        else
+            cli_error(0, "tapegrad train: interrupted at step %llu; nothing saved (no --save)",
+                      (unsigned long long)p->step);
+        rc = EXIT_INTERRUPTED;
+        goto out;
+    }
+    double secs = now() - S.t0, last = p->loss;
+    uint64_t steps = p->step - S.step0;
+    static const char *const ends[] = {"none", "epochs", "steps", "target", "patience", "stopped"};
+    char dbuf[32];
+    if (json) {
+        printf("{\"model\": \"%s\", \"steps\": %llu, \"total_steps\": %llu, \"epochs\": %d, \"loss\": %.9g, "
+               "\"unit\": \"%s\", \"valid_loss\": ", tg_model_name(m), (unsigned long long)steps,
+               (unsigned long long)p->step, p->epoch, last, text ? "nats per character" : "per sequence");
+        if (isnan(p->valid_loss)) printf("null, \"best_valid_loss\": ");
+        else printf("%.9g, \"best_valid_loss\": ", p->valid_loss);
+        if (isnan(p->best_valid_loss)) printf("null");
+        else printf("%.9g", p->best_valid_loss);
+        printf(", \"seconds\": %.3f, \"end\": \"%s\", \"saved\": ", secs, ends[end]);
+        if (o.save) {
+            putchar('"');
+            for (const char *q = o.save; *q; q++) {
+                if (*q == '"' || *q == '\\') printf("\\%c", *q);
+                else if ((unsigned char)*q < 32) printf("\\u%04x", *q);
+                else putchar(*q);
+            }
+            printf("\"}\n");
+        } else {
+            printf("null}\n");
+        }
+    } else if (S.show) {
         printf("trained %s: %llu steps in %s (%.0f steps/s), %d epochs; loss %.6g %s%s\n", tg_model_name(m),
-               (unsigned long long)(pos.step - step0), duration(dbuf, sizeof dbuf, secs),
-               (double)(pos.step - step0) / (secs > 0 ? secs : 1e-9), pos.epoch, last_epoch_loss, unit,
-               reached ? " (reached --target)" : "");
-        if (!isnan(first_epoch_loss) && !o.resume) printf("  (first epoch: %.6g)\n", first_epoch_loss);
-        if (o.save) printf("saved %s (training state: %s)\n", o.save, state_path);
+               (unsigned long long)steps, duration(dbuf, sizeof dbuf, secs), (double)steps / (secs > 0 ? secs : 1e-9),
+               p->epoch, last, unit, end == TG_END_TARGET ? " (reached --target)"
+                                     : end == TG_END_PATIENCE ? " (no better validation loss: --patience; kept the best)"
+                                                              : "");
+        if (!isnan(p->valid_loss)) printf("  validation loss %.6g (best %.6g)\n", p->valid_loss, p->best_valid_loss);
+        if (o.save) printf("saved %s\n", o.save);
     }
-    if (status == CLI_OK && o.plot) {
-        const char *lp = o.log ? o.log : R.log_tmp;
-        char title[128], ylabel[64];
+    if (o.plot) {
+        const char *lp = o.log ? o.log : log_tmp;
+        char title[160], ylabel[64];
         snprintf(title, sizeof title, "tapegrad train %s", tg_model_name(m));
         snprintf(ylabel, sizeof ylabel, "loss (%s)", unit);
-        const cli_plot_series loss_curve = {1, 3, "loss"};
-        if (cli_plot_csv("train", lp, o.plot, title, "step", ylabel, 1, &loss_curve, 1) == 0 && show)
+        const cli_plot_series curves[] = {{1, 3, "loss"}, {1, 7, "validation loss"}};
+        if (cli_plot_csv("train", lp, o.plot, title, "step", ylabel, 1, curves, valid ? 2 : 1) == 0 && S.show && !json)
             printf("plotted the loss to %s\n", o.plot);
     }
-    run_free(&R);
-    if (interrupted && status == EXIT_INTERRUPTED) return EXIT_INTERRUPTED;
-    return status;
+    if (log_tmp[0]) unlink(log_tmp);
+out:
+    if (S.log) fclose(S.log);
+    tg_trainer_free(tr);
+    tg_trainset_free(valid);
+    tg_trainset_free(data);
+    tg_checkpoint_close(ck);
+    if (s.ctx) cli_close(&s);
+    tg_ctx_free(aux);
+    tg_file_lock_release(&lock);
+    return rc;
 }
 
 const cli_cmd cli_cmd_train = {"train", "fit a model's parameters to data (optimizers, BPTT, checkpoints)", train};

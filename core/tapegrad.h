@@ -424,7 +424,8 @@ tg_status tg_model_init_params(const tg_model *m, tg_params *ps, uint64_t seed);
 
 /* Params files: a mapping from parameter name to nested lists in the declared
  * shape.  Loading overwrites the named parameters (adding any missing from
- * ps); the rest keep their values.  Saving writes every model parameter
+ * ps); the rest keep their values.  Loading also reads a training checkpoint
+ * (tg_trainer_save) in place of a params file.  Saving writes every model parameter
  * atomically (temporary file, fsync, rename). */
 tg_status tg_params_load(tg_params *ps, const tg_model *m, const char *path);
 tg_status tg_params_save(tg_params *ps, const tg_model *m, const char *path);
@@ -649,8 +650,10 @@ tg_status tg_trainer_evaluate(tg_trainer *tr, const tg_trainset *set, double *lo
 /* Asks the run to stop after the step under way.  Async-signal-safe (it sets
  * a flag), so a SIGINT handler may call it. */
 void tg_trainer_stop(tg_trainer *tr);
-/* Called after every step and at each epoch's end; returning nonzero stops
- * the run like tg_trainer_stop().  NULL removes it. */
+/* Called after every step, then once more (epoch_end = 1) when the step
+ * closed an epoch (validation done); returning nonzero stops the run like
+ * tg_trainer_stop().  The callback may save a checkpoint (tg_trainer_save):
+ * the position is then the place after the step.  NULL removes it. */
 typedef int (*tg_train_progress_fn)(const tg_train_progress *p, void *user);
 void tg_trainer_set_progress(tg_trainer *tr, tg_train_progress_fn fn, void *user);
 /* The state now (owned by tr; valid until its next call). */

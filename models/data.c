@@ -393,6 +393,13 @@ tg_status tg_params_load(tg_params *ps, const tg_model *m, const char *path)
     if (!m) return TG_ERR_ARG;
     tg_ctx *ctx = m->ctx;
     if (!ps || !path) return tg_error(ctx, TG_ERR_ARG, "tg_params_load: params and path are required");
+    if (tg_checkpoint_is(path)) {
+        /* a checkpoint of `tapegrad train --save` holds the params too */
+        tg_checkpoint *c = tg_checkpoint_open(ctx, path);
+        tg_status cs = c ? tg_checkpoint_params(c, m, ps, 0) : tg_status_last(ctx);
+        tg_checkpoint_close(c);
+        return cs;
+    }
     char *text;
     size_t len;
     tg_status st = tgm_read_file(ctx, path, TGM_MAX_DATA_BYTES, "the params file", &text, &len);

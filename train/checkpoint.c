@@ -427,10 +427,22 @@ tg_status tg_checkpoint_opts(const tg_checkpoint *c, tg_train_opts *opts)
 
 static int same_double(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
 
+static tg_status resume(tg_trainer *tr, tg_checkpoint *c);
+
 tg_status tg_trainer_resume(tg_trainer *tr, tg_checkpoint *c)
 {
     if (!tr) return TG_ERR_ARG;
     if (!c) return tg_error(tr->ctx, TG_ERR_ARG, "tg_trainer_resume: no checkpoint");
+    /* the checkpoint may come from another context: its errors go to the trainer's */
+    tg_ctx *own = c->ctx;
+    c->ctx = tr->ctx;
+    tg_status st = resume(tr, c);
+    c->ctx = own;
+    return st;
+}
+
+static tg_status resume(tg_trainer *tr, tg_checkpoint *c)
+{
     if (!tr->train) return tg_error(tr->ctx, TG_ERR_ARG, "tg_trainer_resume: set the data first");
     tg_ctx *ctx = tr->ctx;
     const tg_model *m = tr->m;

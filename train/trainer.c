@@ -505,14 +505,15 @@ static void ensure_plan(tg_trainer *tr)
     }
 }
 
-static void fill_progress(tg_trainer *tr, int epoch_end)
+/* ended: the epoch closed with the last step (pos is already past it). */
+static void fill_progress(tg_trainer *tr, int epoch_end, int ended)
 {
     tg_train_progress *p = &tr->prog;
-    p->epoch = tr->pos.epoch + (epoch_end ? 0 : 1);
+    p->epoch = tr->pos.epoch + (ended ? 0 : 1);
     p->epochs = tr->o.epochs;
     p->step = tr->pos.step;
     p->total_steps = tr->total_steps;
-    p->loss = epoch_end ? tr->last_epoch_loss
+    p->loss = ended ? tr->last_epoch_loss
               : tr->pos.epoch_count > 0 ? tr->pos.epoch_loss / tr->pos.epoch_count : tr->last_epoch_loss;
     p->valid_loss = tr->valid_loss;
     p->best_valid_loss = tr->best_loss;
@@ -520,9 +521,9 @@ static void fill_progress(tg_trainer *tr, int epoch_end)
     p->epoch_end = epoch_end;
 }
 
-static int report(tg_trainer *tr, int epoch_end)
+static int report(tg_trainer *tr, int epoch_end, int ended)
 {
-    fill_progress(tr, epoch_end);
+    fill_progress(tr, epoch_end, ended);
     if (tr->progress_fn && tr->progress_fn(&tr->prog, tr->progress_user)) tr->stop = 1;
     return 0;
 }
@@ -567,7 +568,6 @@ static tg_status end_epoch(tg_trainer *tr)
     tr->pos.batch = tr->pos.chunk = 0;
     tr->pos.epoch_loss = tr->pos.epoch_count = 0;
     tr->plan.has_carry = 0;
-    report(tr, 1);
     return TG_OK;
 }
 
@@ -616,8 +616,12 @@ tg_status tg_trainer_step(tg_trainer *tr)
     tr->prog.step_loss = stats[1] > 0 ? stats[0] / stats[1] : stats[0];
     tr->prog.lr = lr;
     tr->prog.grad_norm = norm;
-    report(tr, 0);
-    if (tr->pos.batch >= p->n_batches) return end_epoch(tr);
+    /* the epoch's end is settled before the reports, so that a callback that
+     * saves a checkpoint saves a place where the run can go on */
+    int ended = tr->pos.batch >= p->n_batches;
+    if (ended && (st = end_epoch(tr))) return st;
+    report(tr, 0, ended);
+    if (ended) report(tr, 1, 1);
     return TG_OK;
 }
 
@@ -674,7 +678,7 @@ void tg_trainer_set_reduce(tg_trainer *tr, tg_train_reduce_fn fn, void *user)
 const tg_train_progress *tg_trainer_progress(const tg_trainer *tr)
 {
     if (!tr) return NULL;
-    fill_progress((tg_trainer *)tr, 0);
+    fill_progress((tg_trainer *)tr, 0, tr->pos.batch == 0 && tr->pos.chunk == 0 && tr->pos.epoch > 0);
     return &tr->prog;
 }
 const tg_train_opts *tg_trainer_opts(const tg_trainer *tr) { return tr ? &tr->o : NULL; }
