@@ -34,7 +34,7 @@ ifneq ($(SAN),)
 endif
 
 LIB_SRC  := $(wildcard core/*.c) $(wildcard ops/*.c) $(wildcard models/*.c) $(wildcard train/*.c)
-CLI_SRC  := $(wildcard cli/*.c)
+CLI_SRC  := $(filter-out cli/mpi_main.c,$(wildcard cli/*.c))
 TEST_SRC := $(wildcard tests/*.c)
 EX_SRC   := $(wildcard examples/*.c)
 
@@ -59,9 +59,10 @@ HAVE_MPI   := $(if $(MPI_LIBS),yes)
 # As root Open MPI refuses to start without --allow-run-as-root; the tests
 # run more ranks than the machine has cores.
 MPIRUN_FLAGS ?= --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
+MPI_TOOL   := $(if $(HAVE_MPI),$(BUILD)/tapegrad-mpi)
 
 .PHONY: bench-convergence demo install-check all lib check test test-float test-double sanitize install uninstall clean examples
-all: lib $(if $(CLI_SRC),$(TOOL)) $(EX_BIN)
+all: lib $(if $(CLI_SRC),$(TOOL)) $(MPI_TOOL) $(EX_BIN)
 lib: $(STATIC) $(SHARED)
 
 $(BUILD)/obj/%.o: %.c
@@ -77,6 +78,14 @@ $(SHARED): $(LIB_OBJ)
 
 $(TOOL): $(CLI_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(DEPS_LIBS)
+
+# tapegrad-mpi: the train command of the tool's objects under an MPI main.
+$(BUILD)/obj/cli/mpi_main.o: cli/mpi_main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/tapegrad-mpi: $(BUILD)/obj/cli/mpi_main.o $(filter-out %/cli/main.o,$(CLI_OBJ)) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(MPI_LIBS) $(DEPS_LIBS)
 
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
@@ -95,6 +104,9 @@ test: all $(TESTS)
 	@set -o pipefail; $(TEST_ENV) $(TESTS) --jobs 2 $(TESTFLAGS) 2>&1 | tee $(BUILD)/test.log
 	@! grep -n -E "LeakSanitizer|AddressSanitizer|runtime error:" $(BUILD)/test.log || \
 	  { echo "sanitizer reports above: failing"; exit 1; }
+	@if [ -n "$(MPI_TOOL)" ] && command -v $(MPIRUN) >/dev/null; then \
+	  MPIRUN="$(MPIRUN) $(MPIRUN_FLAGS)" tests/mpi.sh $(BUILD); \
+	else echo "tests/mpi.sh skipped: no Open MPI (mpicc and mpirun)"; fi
 
 # The main job a newcomer runs after building (README): the lecture's BPTT
 # example, the lecture's network trained on its sequence and its predictions,
