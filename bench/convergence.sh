@@ -57,7 +57,6 @@ if [ -r "$FORTUNES" ]; then
     row "4 chars: fortunes" 1.1 nats/char models/char_rnn.yaml \
         --data "$FORTUNES" --batch 16 --bptt 64 --epochs 400 --lr 0.003 --clip 5
     cp "$W/p.params" "$W/fortunes.params"
-    cp "$W/p.params.state" "$W/fortunes.params.state"
 fi
 if [ -r "$SHAKESPEARE" ]; then
     row "4 chars: tinyshakespeare" 1.7 nats/char models/char_rnn.yaml \
@@ -70,5 +69,5 @@ echo "steps are optimizer steps; seconds are training time on this machine ($(np
 if [ -r "$FORTUNES" ]; then
     echo
     echo "a sample of the fortunes model (temperature 0.7):"
-    "$T" sample models/char_rnn.yaml --params "$W/fortunes.params" --length 300 --temperature 0.7 --seed 1
+    "$T" sample "$W/fortunes.params" --length 300 --temperature 0.7 --seed 1
 fi

@@ -15,7 +15,7 @@
 enum {
     CLI_OK = 0,           /* success */
     CLI_CHECK_FAILED = 1, /* a gradient check exceeded its tolerance */
-    CLI_USAGE = 2,        /* unknown command or option, bad option value */
+    CLI_USAGE = 2,        /* unknown command or option, bad option value, an unsafe output */
     CLI_BAD_INPUT = 3,    /* a model, data or params file is unreadable or invalid */
     CLI_FAILURE = 4       /* out of memory, non-finite values, a write failed */
 };
@@ -23,10 +23,12 @@ enum {
     "exit status:\n"                                                                       \
     "  0  success\n"                                                                       \
     "  1  the gradient check failed its tolerance\n"                                      \
-    "  2  usage error: unknown command or option, bad option value\n"                      \
+    "  2  usage error: unknown command or option, bad option value, an output that is\n"  \
+    "     an input, a device or in a missing directory\n"                                   \
     "  3  bad input: a model, data or params file is unreadable, malformed or does not\n"  \
     "     fit the model (messages read FILE:LINE:COLUMN: ...)\n"                           \
-    "  4  failure while running: out of memory, non-finite values, a write failed\n"
+    "  4  failure while running: out of memory, non-finite values (the message names\n"  \
+    "     the first one's equation and FILE:LINE:COL), a write failed\n"
 
 typedef struct cli_cmd {
     const char *name;
@@ -113,9 +115,15 @@ typedef struct cli_session {
 
 /* Makes the context with --threads threads (default cli_default_threads()),
  * loads o->model (with --dim), initialises params from --seed, then reads
- * --params and --data if given.  On failure prints the message, closes the
+ * --params and --data if given.  o->model may be a checkpoint (tapegrad train
+ * --save): its model, with the best parameters it holds (the last ones when
+ * the run kept none).  On failure prints the message, closes the
  * session and returns the exit code. */
 int cli_open(cli_session *s, const cli_common *o);
+/* A model file, or the model a checkpoint holds (*ckpt then open: the caller
+ * closes it).  NULL with the error in ctx. */
+tg_model *cli_model_or_checkpoint(tg_ctx *ctx, const char *path, const cli_dims *dims,
+                                  tg_checkpoint **ckpt);
 void cli_close(cli_session *s);
 /* Prints tg_errmsg on stderr and returns the exit code for the last status. */
 int cli_fail(cli_session *s);

@@ -1,34 +1,39 @@
-/* cmd_sample.c — `tapegrad sample MODEL --params FILE`: runs a character
- * model trained by `tapegrad train` on a text forward one step at a time,
- * feeding each drawn character back in, and prints the text it makes.  The
- * vocabulary and the parameters come from the checkpoint FILE. */
+/* cmd_sample.c — `tapegrad sample CKPT`: runs a character model trained by
+ * `tapegrad train` on a text forward one step at a time, feeding each drawn
+ * character back in, and prints the text it makes.  The checkpoint holds the
+ * model, its parameters and the vocabulary. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "cli.h"
 
-/* The code points of s (UTF-8; an invalid byte b is U+DC00 + b, as the
- * library reads text); returns how many, at most max. */
-static size_t utf8_chars(const char *s, uint32_t *out, size_t max)
+/* The next character of a UTF-8 string, read as the library reads text (tg_vocab): an
+ * invalid byte b (0x80 to 0xFF) is the character U+DC00 + b, as Python's surrogateescape.
+ * Advances *p. */
+static uint32_t next_char(const unsigned char **p)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t n = 0;
-    while (*u && n < max) {
-        unsigned c = *u;
-        int k = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
-        uint32_t cp = k == 0 ? c : k == 1 ? c & 0x1F : k == 2 ? c & 0x0F : c & 0x07;
-        int ok = k >= 0;
-        for (int i = 1; ok && i <= k; i++) {
-            ok = (u[i] & 0xC0) == 0x80;
-            if (ok) cp = cp << 6 | (u[i] & 0x3F);
-        }
-        if (ok && ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF))))
-            ok = 0;
-        out[n++] = ok ? cp : 0xDC00 + c;
-        u += ok ? k + 1 : 1;
+    const unsigned char *s = *p;
+    uint32_t c = s[0];
+    int n = c < 0x80 ? 0 : c >= 0xC2 && c < 0xE0 ? 1 : c >= 0xE0 && c < 0xF0 ? 2 : c >= 0xF0 && c < 0xF5 ? 3 : -1;
+    if (n == 0) {
+        *p = s + 1;
+        return c;
     }
-    return n;
+    if (n > 0) {
+        uint32_t cp = c & (0x3Fu >> n);
+        int k = 1;
+        for (; k <= n && (s[k] & 0xC0) == 0x80; k++) cp = cp << 6 | (s[k] & 0x3Fu);
+        static const uint32_t least[4] = {0, 0x80, 0x800, 0x10000};
+        if (k > n && cp >= least[n] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp < 0xE000)) {
+            *p = s + n + 1;
+            return cp;
+        }
+    }
+    *p = s + 1;
+    return 0xDC00 + c;
 }
 
 static int sample(const cli_cmd *cmd, int argc, char **argv)
@@ -38,8 +43,6 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
     double temperature = 1.0;
     const char *prime = NULL, *output = NULL;
     const cli_opt opts[] = {
-        {"params", CLI_STRING, &o.params, "FILE", "the checkpoint of `tapegrad train --save FILE` (it has the "
-                                                  "vocabulary)", 0, 0},
         {"length", CLI_INT, &length, "N", "characters to generate (default 300)", 0, 100000000},
         {"temperature", CLI_DOUBLE, &temperature, "T", "divides the logits: < 1 is surer, > 1 wilder, 0 always "
                                                        "takes the likeliest (default 1)", 0, 100},
@@ -47,107 +50,87 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
         {"output", CLI_STRING, &output, "NAME", "the output holding the logits (default: the first of size "
                                                 "vocab)", 0, 0},
         {"seed", CLI_U64, &o.seed, "S", "seed of the sampling (default 1)", 0, 0},
-        CLI_OPT_DIM(&o),
     };
     const char *pos[1];
     cli_usage usage = {
-        "MODEL --params FILE [options]",
+        "CKPT [options]",
         "Generates text with a character model trained by `tapegrad train MODEL --data\n"
-        "TEXT --save FILE`: each step's output is read as logits over the vocabulary,\n"
-        "a character is drawn from softmax(logits / T) and fed back as the next input.",
+        "TEXT --save CKPT`: each step's output is read as logits over the checkpoint's\n"
+        "vocabulary, a character is drawn from softmax(logits / T) and fed back as the\n"
+        "next input.  The best parameters of a run with --patience; the last ones\n"
+        "otherwise.",
         1, pos};
     int prc = cli_parse(cmd, &usage, opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (prc) return prc < 0 ? CLI_OK : prc;
     o.model = pos[0];
-    if (!o.params) return cli_usage_error(cmd, "--params FILE is required (written by tapegrad train --save FILE)");
-
-    tg_ctx *aux = tg_ctx_new(NULL);
-    tg_checkpoint *ck = aux ? tg_checkpoint_open(aux, o.params) : NULL;
-    if (!ck) {
-        fprintf(stderr, "tapegrad sample: %s\n", aux ? tg_errmsg(aux) : "out of memory");
-        tg_ctx_free(aux);
-        return CLI_BAD_INPUT;
-    }
-    const tg_vocab *v = tg_checkpoint_vocab(ck);
-    if (!v) {
-        fprintf(stderr, "tapegrad sample: %s has no vocabulary: sample needs a character model trained on a text "
-                        "file\n", o.params);
-        tg_checkpoint_close(ck);
-        tg_ctx_free(aux);
-        return CLI_BAD_INPUT;
-    }
-    if (o.dims.n == CLI_MAX_DIMS) {
-        tg_checkpoint_close(ck);
-        tg_ctx_free(aux);
-        return cli_usage_error(cmd, "too many --dim options");
-    }
-    o.dims.dim[o.dims.n++] = (tg_dim){"vocab", tg_vocab_size(v)};
+    struct stat sb;
+    if (stat(o.model, &sb) != 0) return cli_error(CLI_BAD_INPUT, "%s: %s", o.model, strerror(errno));
+    if (!tg_checkpoint_is(o.model))
+        return cli_error(CLI_BAD_INPUT, "%s: not a tapegrad checkpoint (sample reads what tapegrad train "
+                                        "--save writes)", o.model);
     cli_session s;
     int rc = cli_open(&s, &o);
-    uint32_t *pcs = NULL;
-    if (rc) {
+    if (rc) return rc;
+    tg_checkpoint *ck = tg_checkpoint_open(s.ctx, o.model);
+    const tg_vocab *v = ck ? tg_checkpoint_vocab(ck) : NULL;
+    if (!ck || !v) {
+        if (ck) rc = cli_error(CLI_BAD_INPUT, "%s: the checkpoint has no vocabulary: sample needs a character "
+                                              "model trained on a text file", o.model);
+        else rc = cli_fail(&s);
         tg_checkpoint_close(ck);
-        tg_ctx_free(aux);
+        cli_close(&s);
         return rc;
     }
     tg_model *m = s.model;
     int V = tg_vocab_size(v), n_in = tg_model_count(m, TG_ROLE_INPUT), n_st = tg_model_count(m, TG_ROLE_STATE);
-    int n_out = tg_model_count(m, TG_ROLE_OUTPUT), which = -1, rows = 0;
-    int in_rows = 0;
+    int n_out = tg_model_count(m, TG_ROLE_OUTPUT), which = -1, rows = 0, in_rows = 0;
+    int *pidx = NULL;
+    tg_real *x = NULL, *carry[256] = {0};
+    double *prob = NULL;
+    const tg_real *st0[256];
     if (n_in == 1) tg_model_var(m, TG_ROLE_INPUT, 0, &in_rows, NULL);
     for (int j = 0; j < n_out && which < 0; j++) {
         const char *name = tg_model_var(m, TG_ROLE_OUTPUT, j, &rows, NULL);
         if (output ? !strcmp(name, output) : rows == V) which = j;
     }
     if (n_in != 1 || in_rows != V || which < 0 || rows != V || n_st > 256) {
-        fprintf(stderr, "tapegrad sample: %s: %s\n", o.model,
-                n_in != 1 || in_rows != V ? "a character model has one input of size vocab"
-                : which < 0 && output ? "no such output (see `outputs:` in the model)"
-                                      : "a character model needs an output of size vocab (the logits)");
-        cli_close(&s);
-        tg_checkpoint_close(ck);
-        tg_ctx_free(aux);
-        return CLI_BAD_INPUT;
-    }
-    /* prime: every character must be in the vocabulary */
-    tg_real *x = NULL, *carry[256] = {0};
-    double *prob = NULL;
-    size_t n_prime = 1;
-    pcs = malloc((prime ? strlen(prime) + 1 : 1) * sizeof *pcs);
-    if (!pcs) {
-        fprintf(stderr, "tapegrad sample: out of memory\n");
-        rc = CLI_FAILURE;
+        rc = cli_error(CLI_BAD_INPUT, "tapegrad sample: %s: %s", o.model,
+                       n_in != 1 || in_rows != V ? "a character model has one input of size vocab"
+                       : which < 0 && output     ? "no such output (see `outputs:` in the model)"
+                                                 : "a character model needs an output of size vocab (the logits)");
         goto done;
     }
-    if (prime && *prime) n_prime = utf8_chars(prime, pcs, strlen(prime));
-    else pcs[0] = tg_vocab_index(v, '\n') >= 0 ? '\n' : tg_vocab_char(v, 0);
-    for (size_t i = 0; i < n_prime; i++)
-        if (tg_vocab_index(v, pcs[i]) < 0) {
-            char shown[8] = "";
-            if (pcs[i] >= 32 && pcs[i] < 127) snprintf(shown, sizeof shown, "'%c' ", (char)pcs[i]);
-            fprintf(stderr, "tapegrad sample: --prime: character %s(U+%04X) is not in the model's vocabulary\n",
-                    shown, (unsigned)pcs[i]);
-            rc = CLI_USAGE;
-            goto done;
+    /* prime: every character must be in the vocabulary */
+    int nl = tg_vocab_index(v, '\n');
+    const char *p0 = prime ? prime : nl >= 0 ? "\n" : NULL;
+    size_t n_prime = p0 ? strlen(p0) : 1;
+    if (!(pidx = malloc((n_prime ? n_prime : 1) * sizeof *pidx))) goto oom;
+    if (!p0) {
+        pidx[0] = 0; /* no newline in the text: start from its first character */
+    } else {
+        const unsigned char *c = (const unsigned char *)p0;
+        for (n_prime = 0; *c;) {
+            uint32_t cp = next_char(&c);
+            if ((pidx[n_prime++] = tg_vocab_index(v, cp)) < 0) {
+                int byte = cp >= 0xDC80 && cp <= 0xDCFF;
+                rc = cli_error(CLI_USAGE, "tapegrad sample: --prime: %s%0*X is not in the model's vocabulary "
+                                          "of %d characters", byte ? "the byte 0x" : "character U+",
+                               byte ? 2 : 4, byte ? cp - 0xDC00 : cp, V);
+                goto done;
+            }
         }
+    }
     x = calloc((size_t)V, sizeof *x);
     prob = calloc((size_t)V, sizeof *prob);
-    const tg_real *st0[256];
-    int ok = x && prob;
+    if (!x || !prob) goto oom;
     for (int i = 0; i < n_st; i++) {
         int r;
         tg_model_var(m, TG_ROLE_STATE, i, &r, NULL);
-        carry[i] = ok ? calloc((size_t)r, sizeof(tg_real)) : NULL;
+        if (!(carry[i] = calloc((size_t)r, sizeof(tg_real)))) goto oom;
         st0[i] = NULL;
-        ok = ok && carry[i];
-    }
-    if (!ok) {
-        fprintf(stderr, "tapegrad sample: out of memory\n");
-        rc = CLI_FAILURE;
-        goto done;
     }
     tg_seed(s.ctx, o.seed);
-    int cur = tg_vocab_index(v, pcs[0]);
+    int cur = pidx[0];
     if (prime) fputs(prime, stdout);
     for (size_t t = 0; t + 1 < n_prime + (size_t)length; t++) {
         memset(x, 0, (size_t)V * sizeof *x);
@@ -158,7 +141,7 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
                        .state0 = n_st ? st0 : NULL};
         if (tg_model_unroll(m, s.tape, &u)) {
             rc = cli_fail(&s);
-            goto done_closed;
+            goto done;
         }
         for (int i = 0; i < n_st; i++) {
             int r;
@@ -167,7 +150,7 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
             st0[i] = carry[i];
         }
         if (t + 1 < n_prime) {
-            cur = tg_vocab_index(v, pcs[t + 1]);
+            cur = pidx[t + 1];
             continue;
         }
         const tg_real *z = tg_data(u.outputs[which]);
@@ -187,21 +170,21 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
                     break;
                 }
         }
-        char utf8[4];
-        fwrite(utf8, 1, (size_t)tg_vocab_utf8(v, cur, utf8), stdout);
+        char ch[4];
+        fwrite(ch, 1, (size_t)tg_vocab_utf8(v, cur, ch), stdout);
     }
     putchar('\n');
-    fflush(stdout);
-    rc = CLI_OK;
+    rc = fflush(stdout) ? cli_error(CLI_FAILURE, "tapegrad sample: cannot write the output") : CLI_OK;
+    goto done;
+oom:
+    rc = cli_error(CLI_FAILURE, "tapegrad sample: out of memory");
 done:
-    cli_close(&s);
-done_closed:
     for (int i = 0; i < n_st && i < 256; i++) free(carry[i]);
+    free(pidx);
     free(x);
     free(prob);
-    free(pcs);
     tg_checkpoint_close(ck);
-    tg_ctx_free(aux);
+    cli_close(&s);
     return rc;
 }
 

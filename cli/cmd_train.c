@@ -49,9 +49,9 @@ static int term_width(void)
 typedef struct train_opts {
     cli_common c;
     int epochs, batch, bptt, save_every, print_every, quiet, nesterov, decoupled, max_steps;
-    int accumulate, warmup, step_size, plateau_patience, patience;
+    int accumulate, warmup, step_size, plateau_patience, patience, eps_inside;
     const char *optimizer, *save, *resume, *log, *plot, *reduction, *schedule, *valid;
-    double lr, clip, momentum, beta1, beta2, rho, eps, weight_decay, target, gamma, valid_split;
+    double lr, clip, clip_value, momentum, beta1, beta2, rho, eps, weight_decay, target, gamma, valid_split;
     int seed_given;
 } train_opts;
 
@@ -147,15 +147,20 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         CLI_OPT_DATA(&o.c, "sequences (.yaml), a series (.csv) or text (any other; - reads standard input)"),
         CLI_OPT_PARAMS(&o.c),
         {"epochs", CLI_INT, &o.epochs, "N", "passes over the data (required unless --resume)", 0, 100000000},
-        {"optimizer", CLI_CHOICE, &o.optimizer, "sgd|momentum|adam|rmsprop", "(default adam)", 0, 0},
+        {"optimizer", CLI_CHOICE, &o.optimizer, "sgd|momentum|adam|rmsprop|adagrad", "(default adam)", 0, 0},
         {"lr", CLI_DOUBLE, &o.lr, "X", "learning rate (default 0.001 adam, 0.01 others)", 0, 1e6},
         {"clip", CLI_DOUBLE, &o.clip, "X", "clip the gradients' global L2 norm to X (default: none)", 0, 1e300},
+        {"clip-value", CLI_DOUBLE, &o.clip_value, "X", "clamp each gradient element to [-X, X] (default: none)",
+         0, 1e300},
         {"momentum", CLI_DOUBLE, &o.momentum, "X", "momentum: mu (default 0.9)", 0, 0.999999},
         {"nesterov", CLI_FLAG, &o.nesterov, NULL, "momentum: Nesterov's form", 0, 0},
         {"beta1", CLI_DOUBLE, &o.beta1, "X", "adam: first-moment decay (default 0.9)", 0, 0.999999},
         {"beta2", CLI_DOUBLE, &o.beta2, "X", "adam: second-moment decay (default 0.999)", 0, 0.999999999},
         {"rho", CLI_DOUBLE, &o.rho, "X", "rmsprop: squared-gradient decay (default 0.99)", 0, 0.999999999},
-        {"eps", CLI_DOUBLE, &o.eps, "X", "adam, rmsprop: denominator offset (default 1e-8)", 0, 1},
+        {"eps", CLI_DOUBLE, &o.eps, "X", "adam, rmsprop, adagrad: denominator offset (default 1e-8; adagrad 1e-10)",
+         0, 1},
+        {"eps-inside", CLI_FLAG, &o.eps_inside, NULL, "adam, rmsprop, adagrad: g / sqrt(v + eps), not g / (sqrt(v) + eps)",
+         0, 0},
         {"weight-decay", CLI_DOUBLE, &o.weight_decay, "X", "L2 weight decay (added to the gradient)", 0, 1e300},
         {"decoupled", CLI_FLAG, &o.decoupled, NULL, "decay the weights directly instead (AdamW)", 0, 0},
         {"batch", CLI_INT, &o.batch, "B", "sequences per step, as columns (default 1, or the data's)", 1, 65536},
@@ -293,6 +298,7 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         to.max_steps = 0;
         if (!isnan(o.lr)) to.optim.lr = o.lr;
         if (o.clip > 0) to.optim.clip = o.clip;
+        if (o.clip_value > 0) to.optim.clip_value = o.clip_value;
         if (o.target > 0) to.target = o.target;
         if (o.patience > 0) to.patience = o.patience;
     } else {
@@ -307,6 +313,8 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         to.optim.decoupled = o.decoupled;
         to.optim.weight_decay = o.weight_decay;
         to.optim.clip = o.clip;
+        to.optim.clip_value = o.clip_value;
+        to.optim.eps_inside = o.eps_inside;
         to.epochs = o.epochs;
         to.batch = o.batch;
         to.bptt = o.bptt == -2 ? -1 : o.bptt;
@@ -429,6 +437,8 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
                     valid ? ", validation held out" : "");
         char clip[48] = "";
         if (oo->clip > 0) snprintf(clip, sizeof clip, ", clip %g", oo->clip);
+        if (oo->clip_value > 0)
+            snprintf(clip + strlen(clip), sizeof clip - strlen(clip), ", clip-value %g", oo->clip_value);
         size_t n_scalars = 0;
         for (int i = 0; i < tg_params_count(s.params); i++) n_scalars += tg_size(tg_params_at(s.params, i));
         fprintf(stderr, "%s lr %g%s, %zu parameters, %d epochs%s\n", tg_optim_kind_name(oo->kind), oo->lr, clip,

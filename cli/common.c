@@ -271,6 +271,20 @@ int cli_fail(cli_session *s)
     return cli_error(exit_code(st), "%s", msg[0] ? msg : tg_status_name(st));
 }
 
+tg_model *cli_model_or_checkpoint(tg_ctx *ctx, const char *path, const cli_dims *dims,
+                                  tg_checkpoint **ckpt)
+{
+    *ckpt = NULL;
+    if (!tg_checkpoint_is(path)) return tg_model_load(ctx, path, dims->dim, dims->n);
+    if (!(*ckpt = tg_checkpoint_open(ctx, path))) return NULL;
+    tg_model *m = tg_checkpoint_model(*ckpt, dims->dim, dims->n);
+    if (!m) {
+        tg_checkpoint_close(*ckpt);
+        *ckpt = NULL;
+    }
+    return m;
+}
+
 int cli_open(cli_session *s, const cli_common *o)
 {
     memset(s, 0, sizeof *s);
@@ -286,7 +300,8 @@ int cli_open(cli_session *s, const cli_common *o)
         cli_close(s);
         return rc;
     }
-    s->model = tg_model_load(s->ctx, o->model, o->dims.dim, o->dims.n);
+    tg_checkpoint *ckpt = NULL;
+    s->model = cli_model_or_checkpoint(s->ctx, o->model, &o->dims, &ckpt);
     if (!s->model) {
         /* a bad --dim is a usage error; everything else is the file's */
         int usage = tg_status_last(s->ctx) == TG_ERR_ARG;
@@ -294,9 +309,11 @@ int cli_open(cli_session *s, const cli_common *o)
         if (usage) rc = CLI_USAGE;
     } else if (!(s->params = tg_params_new(s->ctx)) || !(s->tape = tg_tape_new(s->ctx)) ||
                tg_model_init_params(s->model, s->params, o->seed) ||
+               (ckpt && tg_checkpoint_params(ckpt, s->model, s->params, 1)) ||
                (o->params && tg_params_load(s->params, s->model, o->params)) ||
                (o->data && !(s->data = tg_dataset_load(s->ctx, s->model, o->data))))
         rc = cli_fail(s);
+    tg_checkpoint_close(ckpt);
     if (rc) cli_close(s);
     return rc;
 }

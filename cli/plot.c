@@ -31,7 +31,6 @@ static int on_path(const char *name)
         snprintf(buf, sizeof buf, "%.*s/%s", (int)n, n ? p : ".", name);
         if (access(buf, X_OK) == 0) return 1;
         p += n + (c ? 1 : 0);
-        if (!*p && c) break;
     }
     return 0;
 }

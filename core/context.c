@@ -60,25 +60,49 @@ void tg_strfree(tg_ctx *ctx, char *s)
     if (s) tg_free(ctx, s, strlen(s) + 1);
 }
 
-tg_status tg_verror(tg_ctx *ctx, tg_status s, const char *fmt, va_list ap)
+/* A status is never left without words: an empty message (a registered op's
+ * shape function that wrote none, say) becomes the status's name and the
+ * function that raised it. */
+static tg_status verror_in(const char *func, tg_ctx *ctx, tg_status s, const char *fmt, va_list ap)
 {
+    if (!ctx) return s;
     ctx->status = s;
     vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt, ap);
+    if (s != TG_OK && !ctx->errmsg[0])
+        snprintf(ctx->errmsg, sizeof ctx->errmsg, "%s%s%s", tg_status_name(s), func ? " in " : "", func ? func : "");
     return s;
 }
 
-tg_status tg_error(tg_ctx *ctx, tg_status s, const char *fmt, ...)
+tg_status tg_verror(tg_ctx *ctx, tg_status s, const char *fmt, va_list ap)
+{
+    return verror_in(NULL, ctx, s, fmt, ap);
+}
+
+tg_status tg_error_in(const char *func, tg_ctx *ctx, tg_status s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    tg_verror(ctx, s, fmt, ap);
+    verror_in(func, ctx, s, fmt, ap);
     va_end(ap);
     return s;
 }
 
-tg_status tg_status_last(const tg_ctx *ctx) { return ctx->status; }
-const char *tg_errmsg(const tg_ctx *ctx) { return ctx->status ? ctx->errmsg : ""; }
-void tg_clear_error(tg_ctx *ctx) { ctx->status = TG_OK; ctx->errmsg[0] = 0; }
+/* Like sqlite3_errmsg(NULL): a caller that did not check tg_ctx_new() still
+ * gets a reason rather than a crash. */
+tg_status tg_status_last(const tg_ctx *ctx) { return ctx ? ctx->status : TG_ERR_ARG; }
+const char *tg_errmsg(const tg_ctx *ctx)
+{
+    if (!ctx)
+        return "the context is NULL (tg_ctx_new returns NULL when out of memory "
+               "or when the program's tg_real is not the library's)";
+    return ctx->status ? ctx->errmsg : "";
+}
+void tg_clear_error(tg_ctx *ctx)
+{
+    if (!ctx) return;
+    ctx->status = TG_OK;
+    ctx->errmsg[0] = 0;
+}
 
 const char *tg_status_name(tg_status s)
 {
@@ -108,6 +132,7 @@ static uint64_t splitmix64(uint64_t *x)
 
 void tg_seed(tg_ctx *ctx, uint64_t seed)
 {
+    if (!ctx) return;
     for (int i = 0; i < 4; i++) ctx->rng[i] = splitmix64(&seed);
 }
 
@@ -122,11 +147,12 @@ static uint64_t next_u64(tg_ctx *ctx)
     return r;
 }
 
-double tg_rand_uniform(tg_ctx *ctx) { return (double)(next_u64(ctx) >> 11) * 0x1.0p-53; }
+double tg_rand_uniform(tg_ctx *ctx) { return ctx ? (double)(next_u64(ctx) >> 11) * 0x1.0p-53 : NAN; }
 
 double tg_rand_normal(tg_ctx *ctx)
 {
     /* Box-Muller; one draw per call keeps the stream simple to reproduce */
+    if (!ctx) return NAN;
     double u1 = tg_rand_uniform(ctx), u2 = tg_rand_uniform(ctx);
     if (u1 < 1e-300) u1 = 1e-300;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);

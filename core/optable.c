@@ -103,15 +103,36 @@ const char *tg_op_name(const tg_ctx *ctx, int i)
     return op ? op->def.name : NULL;
 }
 
+/* Names a model file or a dump already gives a meaning: an op called one of
+ * these would read as something else (`input` and `param` are what a dump
+ * shows for leaves, `B` is the batch in shapes, `t` the step in labels, the
+ * rest are model-file sections, roles, init functions and number words). */
+static const char *const reserved_names[] = {
+    "input", "param", "B", "t", "name", "description", "dims", "params", "inputs", "targets", "state",
+    "step", "outputs", "loss", "loss_at", "final", "constants", "shape", "init", "target", "output", "dim",
+    "zeros", "ones", "uniform", "normal", "xavier", "nan", "inf", "true", "false", "null",
+};
+
 tg_status tg_op_register(tg_ctx *ctx, const tg_op_spec *spec)
 {
     if (!ctx) return TG_ERR_ARG;
-    if (!spec || !spec->shape || !spec->forward)
-        return tg_error(ctx, TG_ERR_ARG, "op_register: an op needs at least shape and forward");
+    if (!spec) return tg_error(ctx, TG_ERR_ARG, "op_register: spec is NULL");
     if (!valid_name(spec->name))
-        return tg_error(ctx, TG_ERR_ARG, "op_register: '%s' is not a valid op name "
+        return tg_error(ctx, TG_ERR_ARG, "op_register: '%.64s' is not a valid op name "
                         "(letters, digits and _, not starting with a digit)",
                         spec->name ? spec->name : "(null)");
+    if (strlen(spec->name) > 64)
+        return tg_error(ctx, TG_ERR_ARG, "op_register: op name '%.64s...' is longer than 64 characters",
+                        spec->name);
+    for (size_t i = 0; i < sizeof reserved_names / sizeof reserved_names[0]; i++)
+        if (!strcmp(spec->name, reserved_names[i]))
+            return tg_error(ctx, TG_ERR_ARG, "op_register: '%s' is reserved by the model language; "
+                            "choose another op name", spec->name);
+    /* an op without a backward would leave its inputs' gradients silently
+     * NULL in every sweep: refuse it here, where the mistake is */
+    if (!spec->shape || !spec->forward || !spec->backward)
+        return tg_error(ctx, TG_ERR_ARG, "op %s has no %s", spec->name,
+                        !spec->shape ? "shape function" : !spec->forward ? "forward" : "backward");
     if (tg_op_lookup(ctx, spec->name))
         return tg_error(ctx, TG_ERR_ARG, "op_register: an op named '%s' already exists", spec->name);
     if (spec->arity < -1 || spec->arity > 64 || spec->n_attrs < 0 || spec->n_attrs > TG_MAX_ATTRS)
@@ -121,7 +142,7 @@ tg_status tg_op_register(tg_ctx *ctx, const tg_op_spec *spec)
         .name = spec->name,
         .arity = spec->arity,
         .n_attrs = spec->n_attrs,
-        .differentiable = spec->backward != NULL,
+        .differentiable = true,
         .shape = spec->shape,
         .forward = spec->forward,
         .backward = spec->backward,
@@ -134,7 +155,7 @@ tg_status tg_op_check_args(tg_ctx *ctx, const tg_builtin_op *d, int n, int n_att
     if (d->arity >= 0 ? n != d->arity : n < 1)
         return tg_error(ctx, TG_ERR_ARG, "%s: takes %s%d input%s, given %d", d->name,
                         d->arity < 0 ? "at least " : "", d->arity < 0 ? 1 : d->arity,
-                        d->arity == 1 ? "" : "s", n);
+                        d->arity == 1 || d->arity < 0 ? "" : "s", n);
     if (n_attrs != d->n_attrs) /* a missing attribute must not become a silent 0 */
         return tg_error(ctx, TG_ERR_ARG, "%s: takes %d attribute%s, given %d", d->name,
                         d->n_attrs, d->n_attrs == 1 ? "" : "s", n_attrs);
@@ -145,18 +166,22 @@ tg_status tg_op_shape(tg_ctx *ctx, const char *name, int n, const int (*in)[2], 
                       const double *attrs, int out[2])
 {
     if (!ctx) return TG_ERR_ARG;
+    if (!name) return tg_error(ctx, TG_ERR_ARG, "tg_op_shape: op name is NULL");
     const tg_op *op = tg_op_lookup(ctx, name);
-    if (!op) return tg_error(ctx, TG_ERR_NOTFOUND, "unknown op '%s'", name ? name : "(null)");
+    if (!op) return tg_error(ctx, TG_ERR_NOTFOUND, "unknown op '%s'", name);
     const tg_builtin_op *d = &op->def;
     tg_status st = tg_op_check_args(ctx, d, n, n_attrs);
     if (st) return st;
+    if ((n > 0 && !in) || !out || (n_attrs > 0 && !attrs))
+        return tg_error(ctx, TG_ERR_ARG, "tg_op_shape: %s: the shape, attribute or output array is NULL", name);
     double a[TG_MAX_ATTRS] = {0};
     for (int i = 0; i < n_attrs; i++) a[i] = attrs[i];
     char err[256] = "";
     for (int i = 0; i < n; i++)
         if (in[i][0] < 1 || in[i][1] < 1)
             return tg_error(ctx, TG_ERR_SHAPE, "%s: input %d has an empty shape", d->name, i + 1);
-    if (d->shape(n, in, a, out, err, sizeof err) != 0)
-        return tg_error(ctx, TG_ERR_SHAPE, "%s: %s", d->name, err[0] ? err : "shapes do not fit");
+    int bad = d->shape(n, in, a, out, err, sizeof err) != 0;
+    err[sizeof err - 1] = 0; /* a registered shape function may not terminate it */
+    if (bad) return tg_error(ctx, TG_ERR_SHAPE, "%s: %s", d->name, err[0] ? err : "shapes do not fit");
     return TG_OK;
 }

@@ -1,4 +1,4 @@
-/* optim.c — SGD, momentum, Adam and RMSprop as one loop each over the
+/* optim.c — SGD, momentum, Adam, RMSprop and Adagrad as one loop each over the
  * contiguous value and gradient buffers of a tg_params, with global-norm
  * clipping and weight decay; the per-scalar state is laid out like the
  * values so a checkpoint can save it per parameter. */
@@ -16,9 +16,10 @@ struct tg_optim {
     size_t cap;
 };
 
-static const char *const kind_names[] = {"sgd", "momentum", "adam", "rmsprop"};
-static const char *const state_names[4][MAX_STATE] = {
-    {NULL, NULL}, {"velocity", NULL}, {"m", "v"}, {"sq", NULL}};
+#define N_KINDS (TG_OPTIM_ADAGRAD + 1)
+static const char *const kind_names[N_KINDS] = {"sgd", "momentum", "adam", "rmsprop", "adagrad"};
+static const char *const state_names[N_KINDS][MAX_STATE] = {
+    {NULL, NULL}, {"velocity", NULL}, {"m", "v"}, {"sq", NULL}, {"sum", NULL}};
 
 tg_optim_opts tg_optim_defaults(tg_optim_kind kind)
 {
@@ -29,18 +30,18 @@ tg_optim_opts tg_optim_defaults(tg_optim_kind kind)
         .beta1 = 0.9,
         .beta2 = 0.999,
         .rho = 0.99,
-        .eps = 1e-8,
+        .eps = kind == TG_OPTIM_ADAGRAD ? 1e-10 : 1e-8, /* torch.optim.Adagrad's */
     };
 }
 
 const char *tg_optim_kind_name(tg_optim_kind kind)
 {
-    return (unsigned)kind < 4 ? kind_names[kind] : "?";
+    return (unsigned)kind < N_KINDS ? kind_names[kind] : "?";
 }
 
 int tg_optim_kind_parse(const char *name)
 {
-    for (int i = 0; name && i < 4; i++)
+    for (int i = 0; name && i < N_KINDS; i++)
         if (strcmp(name, kind_names[i]) == 0) return i;
     return -1;
 }
@@ -50,8 +51,14 @@ static tg_status check_opts(tg_ctx *ctx, const tg_optim_opts *o)
 {
     const char *bad = NULL;
     double v = 0;
-    if ((unsigned)o->kind > TG_OPTIM_RMSPROP)
+    if ((unsigned)o->kind >= N_KINDS)
         return tg_error(ctx, TG_ERR_ARG, "optimizer: unknown kind %d", (int)o->kind);
+    /* eps is all that keeps g / sqrt(v) from being 0/0 = NaN for a parameter
+     * whose gradient has been zero so far */
+    if ((o->kind == TG_OPTIM_ADAM || o->kind == TG_OPTIM_RMSPROP || o->kind == TG_OPTIM_ADAGRAD) &&
+        !(o->eps > 0 && isfinite(o->eps)))
+        return tg_error(ctx, TG_ERR_ARG, "optimizer: eps = %g: %s needs eps > 0 (with 0, a parameter whose "
+                        "gradient is zero becomes 0/0 = NaN)", o->eps, kind_names[o->kind]);
     if (!(o->lr > 0) || !isfinite(o->lr)) bad = "lr", v = o->lr;
     else if (!(o->momentum >= 0 && o->momentum < 1)) bad = "momentum", v = o->momentum;
     else if (!(o->beta1 >= 0 && o->beta1 < 1)) bad = "beta1", v = o->beta1;
@@ -60,9 +67,10 @@ static tg_status check_opts(tg_ctx *ctx, const tg_optim_opts *o)
     else if (!(o->eps >= 0) || !isfinite(o->eps)) bad = "eps", v = o->eps;
     else if (!(o->weight_decay >= 0) || !isfinite(o->weight_decay)) bad = "weight_decay", v = o->weight_decay;
     else if (!(o->clip >= 0) || isnan(o->clip)) bad = "clip", v = o->clip;
+    else if (!(o->clip_value >= 0) || isnan(o->clip_value)) bad = "clip_value", v = o->clip_value;
     if (bad)
         return tg_error(ctx, TG_ERR_ARG, "optimizer: %s = %g is out of range (lr > 0; momentum, "
-                        "betas and rho in [0, 1); eps, weight decay and clip >= 0)", bad, v);
+                        "betas and rho in [0, 1); eps, weight decay, clip and clip_value >= 0)", bad, v);
     return TG_OK;
 }
 
@@ -81,6 +89,7 @@ tg_optim *tg_optim_new(tg_params *ps, const tg_optim_opts *opts)
     o->ps = ps;
     o->o = *opts;
     o->n_state = opts->kind == TG_OPTIM_SGD ? 0 : opts->kind == TG_OPTIM_ADAM ? 2 : 1;
+    o->o.eps_inside = opts->eps_inside != 0;
     return o;
 }
 
@@ -117,7 +126,10 @@ static tg_status fit_state(tg_optim *o)
 
 tg_status tg_optim_step(tg_optim *o, double *grad_norm)
 {
-    if (!o) return TG_ERR_ARG;
+    if (!o) {
+        if (grad_norm) *grad_norm = NAN;
+        return TG_ERR_ARG;
+    }
     tg_ctx *ctx = o->ps->ctx;
     tg_params *ps = o->ps;
     /* the norm first: a non-finite gradient must not touch the parameters */
@@ -131,10 +143,25 @@ tg_status tg_optim_step(tg_optim *o, double *grad_norm)
                         (unsigned long long)o->steps + 1);
     if (fit_state(o) != TG_OK) return TG_ERR_NOMEM;
     const tg_optim_opts *op = &o->o;
-    if (op->clip > 0 && norm > op->clip) {
-        tg_real s = (tg_real)(op->clip / norm);
+    /* clip_value first, then the global norm of what it left (as
+     * clip_grad_value_ then clip_grad_norm_ in PyTorch) */
+    double clip_norm = norm;
+    if (op->clip_value > 0) {
+        const tg_real cv = (tg_real)op->clip_value;
+        ss = 0;
+        for (size_t i = 0; i < ps->total; i++) {
+            tg_real gi = ps->grads[i];
+            gi = gi > cv ? cv : gi < -cv ? -cv : gi;
+            ps->grads[i] = gi;
+            ss += (double)gi * (double)gi;
+        }
+        clip_norm = sqrt(ss);
+    }
+    if (op->clip > 0 && clip_norm > op->clip) {
+        tg_real s = (tg_real)(op->clip / clip_norm);
         for (size_t i = 0; i < ps->total; i++) ps->grads[i] *= s;
     }
+    const int inside = op->eps_inside;
     o->steps++;
     tg_real *p = ps->values, *g = ps->grads;
     const size_t n = ps->total;
@@ -171,7 +198,7 @@ tg_status tg_optim_step(tg_optim *o, double *grad_norm)
             double vi = b2 * (double)v[i] + (1 - b2) * gi * gi;
             m[i] = (tg_real)mi;
             v[i] = (tg_real)vi;
-            p[i] -= (tg_real)(lr * (mi / c1) / (sqrt(vi / c2) + eps));
+            p[i] -= (tg_real)(lr * (mi / c1) / (inside ? sqrt(vi / c2 + eps) : sqrt(vi / c2) + eps));
         }
         break;
     }
@@ -182,7 +209,18 @@ tg_status tg_optim_step(tg_optim *o, double *grad_norm)
             double gi = (double)g[i];
             double vi = rho * (double)v[i] + (1 - rho) * gi * gi;
             v[i] = (tg_real)vi;
-            p[i] -= (tg_real)(lr * gi / (sqrt(vi) + eps));
+            p[i] -= (tg_real)(lr * gi / (inside ? sqrt(vi + eps) : sqrt(vi) + eps));
+        }
+        break;
+    }
+    case TG_OPTIM_ADAGRAD: {
+        tg_real *sum = o->state[0];
+        const double eps = op->eps;
+        for (size_t i = 0; i < n; i++) {
+            double gi = (double)g[i];
+            double si = (double)sum[i] + gi * gi;
+            sum[i] = (tg_real)si;
+            p[i] -= (tg_real)(lr * gi / (inside ? sqrt(si + eps) : sqrt(si) + eps));
         }
         break;
     }

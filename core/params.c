@@ -20,7 +20,7 @@ void tg_params_free(tg_params *ps)
     tg_ctx *ctx = ps->ctx;
     for (int i = 0; i < ps->n; i++) {
         tg_strfree(ctx, ps->list[i].name);
-        tg_free(ctx, ps->list[i].t, sizeof(tg_tensor));
+        tg_free(ctx, ps->list[i].t, sizeof(tg_param_tensor));
     }
     tg_free(ctx, ps->list, (size_t)ps->cap * sizeof *ps->list);
     tg_free(ctx, ps->values, 2 * ps->cap_total * sizeof(tg_real));
@@ -78,16 +78,18 @@ tg_tensor *tg_params_add(tg_params *ps, const char *name, int rows, int cols)
         ps->list = l;
         ps->cap = cap;
     }
-    tg_tensor *t = tg_alloc(ctx, sizeof *t);
+    tg_param_tensor *pt = tg_alloc(ctx, sizeof *pt);
+    tg_tensor *t = pt ? &pt->t : NULL;
     char *nm = t ? tg_strdup(ctx, name) : NULL;
     /* keep every parameter aligned like the arena's tensors */
     size_t offset = (ps->total + 15) & ~(size_t)15;
     if (!nm || reserve(ps, offset + n) != TG_OK) {
-        tg_free(ctx, t, sizeof *t);
+        tg_free(ctx, pt, sizeof *pt);
         tg_strfree(ctx, nm);
         return NULL;
     }
-    memset(t, 0, sizeof *t);
+    memset(pt, 0, sizeof *pt);
+    pt->ctx = ctx;
     t->rows = rows;
     t->cols = cols;
     t->ndim = (signed char)ndim;

@@ -26,6 +26,7 @@ void tg_tape_free(tg_tape *tp)
 
 void tg_tape_reset(tg_tape *tp)
 {
+    if (!tp) return;
     tp->n = 0;
     tp->n_free_sizes = 0; /* the buffers go back with the arena */
     tp->work = NULL;
@@ -33,15 +34,22 @@ void tg_tape_reset(tg_tape *tp)
     tg_arena_reset(&tp->arena);
 }
 
-tg_ctx *tg_tape_ctx(tg_tape *tp) { return tp->ctx; }
-int tg_tape_length(const tg_tape *tp) { return tp->n; }
-tg_tensor *tg_tape_at(tg_tape *tp, int i) { return i >= 0 && i < tp->n ? tp->nodes[i] : NULL; }
+/* The read-only views and setters take NULL as "nothing": 0, NULL, no-op. */
+tg_ctx *tg_tape_ctx(tg_tape *tp) { return tp ? tp->ctx : NULL; }
+int tg_tape_length(const tg_tape *tp) { return tp ? tp->n : 0; }
+tg_tensor *tg_tape_at(tg_tape *tp, int i) { return tp && i >= 0 && i < tp->n ? tp->nodes[i] : NULL; }
 size_t tg_tape_bytes(const tg_tape *tp)
 {
-    return tp->arena.reserved + (size_t)tp->cap * sizeof *tp->nodes;
+    return tp ? tp->arena.reserved + (size_t)tp->cap * sizeof *tp->nodes : 0;
 }
-void tg_tape_detect_anomaly(tg_tape *tp, int on) { tp->detect_anomaly = on != 0; }
-void tg_tape_keep_grads(tg_tape *tp, int keep) { tp->recycle_grads = !keep; }
+void tg_tape_detect_anomaly(tg_tape *tp, int on)
+{
+    if (tp) tp->detect_anomaly = on != 0;
+}
+void tg_tape_keep_grads(tg_tape *tp, int keep)
+{
+    if (tp) tp->recycle_grads = !keep;
+}
 
 /* Gradient buffers a sweep no longer needs, kept by exact size for the next
  * request of that size.  An RNN's entries come in a handful of sizes; past
@@ -87,37 +95,42 @@ static tg_real *grad_alloc(tg_tape *tp, size_t bytes)
 
 void tg_tape_set_sweep_hook(tg_tape *tp, tg_sweep_hook fn, void *user)
 {
+    if (!tp) return;
     tp->hook = fn;
     tp->hook_user = user;
 }
 
 /* ---- tensor views ---------------------------------------------------------- */
-int tg_rows(const tg_tensor *t) { return t->rows; }
-int tg_cols(const tg_tensor *t) { return t->cols; }
-int tg_ndim(const tg_tensor *t) { return t->ndim; }
-size_t tg_size(const tg_tensor *t) { return tg_numel(t); }
-tg_real *tg_data(tg_tensor *t) { return t->val; }
-tg_real *tg_grad(tg_tensor *t) { return t->grad; }
-int tg_tensor_arity(const tg_tensor *t) { return t->n_in; }
-tg_tensor *tg_tensor_input(tg_tensor *t, int i) { return i >= 0 && i < t->n_in ? t->in[i] : NULL; }
-int tg_tensor_index(const tg_tensor *t) { return t->index; }
-double tg_attr(const tg_tensor *t, int i) { return i >= 0 && i < TG_MAX_ATTRS ? t->attr[i] : 0.0; }
-double tg_item(tg_tensor *t) { return (double)t->val[0]; }
+/* NULL reads as an empty tensor: 0, NULL, NaN, -1 (no position) */
+int tg_rows(const tg_tensor *t) { return t ? t->rows : 0; }
+int tg_cols(const tg_tensor *t) { return t ? t->cols : 0; }
+int tg_ndim(const tg_tensor *t) { return t ? t->ndim : 0; }
+size_t tg_size(const tg_tensor *t) { return t ? tg_numel(t) : 0; }
+tg_real *tg_data(tg_tensor *t) { return t ? t->val : NULL; }
+tg_real *tg_grad(tg_tensor *t) { return t ? t->grad : NULL; }
+int tg_tensor_arity(const tg_tensor *t) { return t ? t->n_in : 0; }
+tg_tensor *tg_tensor_input(tg_tensor *t, int i) { return t && i >= 0 && i < t->n_in ? t->in[i] : NULL; }
+int tg_tensor_index(const tg_tensor *t) { return t ? t->index : -1; }
+double tg_attr(const tg_tensor *t, int i) { return t && i >= 0 && i < TG_MAX_ATTRS ? t->attr[i] : NAN; }
+double tg_item(tg_tensor *t) { return t && tg_numel(t) == 1 ? (double)t->val[0] : NAN; }
 
 const char *tg_tensor_op(const tg_tensor *t)
 {
+    if (!t) return NULL;
     if (t->op) return t->op->def.name;
     return t->kind == TG_KIND_PARAM ? "param" : "input";
 }
 
 void tg_tensor_set_label(tg_tensor *t, const char *label, int step)
 {
+    if (!t) return;
     t->label = label;
     t->step = step;
 }
 
 void tg_tensor_set_source(tg_tensor *t, const char *file, int line, int column)
 {
+    if (!t) return;
     t->file = file;
     t->line = line;
     t->column = column;
@@ -125,8 +138,8 @@ void tg_tensor_set_source(tg_tensor *t, const char *file, int line, int column)
 
 const char *tg_tensor_label(const tg_tensor *t, int *step)
 {
-    if (step) *step = t->step;
-    return t->label;
+    if (step) *step = t ? t->step : -1;
+    return t ? t->label : NULL;
 }
 
 /* ---- recording ------------------------------------------------------------- */
@@ -267,9 +280,18 @@ tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
     }
     int all_1d = 1, needs_grad = 0;
     for (int i = 0; i < n; i++) {
-        if (!in[i]) return NULL; /* chained failure: keep the first message */
-        if (in[i]->kind != TG_KIND_PARAM &&
-            (in[i]->index < 0 || in[i]->index >= tp->n || tp->nodes[in[i]->index] != in[i])) {
+        if (!in[i]) {
+            /* chained failure: keep the first message; a NULL the caller
+             * passed with no failure before it gets one of its own */
+            if (ctx->status == TG_OK) tg_error(ctx, TG_ERR_ARG, "%s: input %d is NULL", d->name, i + 1);
+            return NULL;
+        }
+        if (in[i]->kind == TG_KIND_PARAM) {
+            if (tg_param_ctx(in[i]) != ctx) {
+                tg_error(ctx, TG_ERR_ARG, "%s: input %d is a parameter of another context", d->name, i + 1);
+                return NULL;
+            }
+        } else if (in[i]->index < 0 || in[i]->index >= tp->n || tp->nodes[in[i]->index] != in[i]) {
             tg_error(ctx, TG_ERR_ARG, "%s: input %d is not an entry of this tape "
                      "(another tape's, or recorded before a reset)", d->name, i + 1);
             return NULL;
@@ -283,7 +305,9 @@ tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
     for (int i = 0; i < n_attrs; i++) a[i] = attrs[i];
     int out[2] = {0, 0};
     err[0] = 0;
-    if (d->shape(n, (const int (*)[2])shapes, a, out, err, sizeof err) != 0) {
+    int bad = d->shape(n, (const int (*)[2])shapes, a, out, err, sizeof err) != 0;
+    err[sizeof err - 1] = 0; /* a registered shape function may not terminate it */
+    if (bad) {
         tg_error(ctx, TG_ERR_SHAPE, "%s: %s", d->name, err[0] ? err : "shapes do not fit");
         return NULL;
     }

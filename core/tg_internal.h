@@ -212,6 +212,14 @@ struct tg_tape {
     void *hook_user;
 };
 
+/* A parameter's tensor knows its context, so that a tape of another context
+ * refuses it (params.c allocates every parameter as one of these). */
+typedef struct tg_param_tensor {
+    tg_tensor t;
+    const tg_ctx *ctx;
+} tg_param_tensor;
+static inline const tg_ctx *tg_param_ctx(const tg_tensor *p) { return ((const tg_param_tensor *)p)->ctx; }
+
 typedef struct tg_param_entry {
     char *name;
     tg_tensor *t;
@@ -250,8 +258,11 @@ void *tg_realloc(tg_ctx *ctx, void *p, size_t old, size_t size);
 void tg_free(tg_ctx *ctx, void *p, size_t size);
 char *tg_strdup(tg_ctx *ctx, const char *s);
 void tg_strfree(tg_ctx *ctx, char *s);
-tg_status tg_error(tg_ctx *ctx, tg_status s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Sets the context's status and message (a NULL ctx is ignored).  The macro
+ * passes the calling function's name, which an empty message falls back to. */
+tg_status tg_error_in(const char *func, tg_ctx *ctx, tg_status s, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define tg_error(ctx, s, ...) tg_error_in(__func__, (ctx), (s), __VA_ARGS__)
 tg_status tg_verror(tg_ctx *ctx, tg_status s, const char *fmt, va_list ap);
 /* "[3, 4]" or "[3]" for error messages; buf needs 32 bytes */
 const char *tg_shape_str(char *buf, int rows, int cols, int ndim);

@@ -390,7 +390,7 @@ static tg_status params_parse(tg_params *ps, const tg_model *m, const tgm_ydoc *
 
 tg_status tg_params_load(tg_params *ps, const tg_model *m, const char *path)
 {
-    if (!m) return TG_ERR_ARG;
+    if (!m) return ps ? tg_error(ps->ctx, TG_ERR_ARG, "tg_params_load: the model is NULL") : TG_ERR_ARG;
     tg_ctx *ctx = m->ctx;
     if (!ps || !path) return tg_error(ctx, TG_ERR_ARG, "tg_params_load: params and path are required");
     if (tg_checkpoint_is(path)) {
@@ -425,7 +425,7 @@ static void put_number(FILE *f, double v)
 
 tg_status tg_params_save(tg_params *ps, const tg_model *m, const char *path)
 {
-    if (!m) return TG_ERR_ARG;
+    if (!m) return ps ? tg_error(ps->ctx, TG_ERR_ARG, "tg_params_save: the model is NULL") : TG_ERR_ARG;
     tg_ctx *ctx = m->ctx;
     if (!ps || !path) return tg_error(ctx, TG_ERR_ARG, "tg_params_save: params and path are required");
     const int np = m->n_vars[TG_ROLE_PARAM];

@@ -381,8 +381,13 @@ static tg_status call(C *c, size_t off, size_t len, val *out)
 {
     char name[TGM_MAX_NAME + 1], tb[64];
     snprintf(name, sizeof name, "%.*s", (int)(len < TGM_MAX_NAME ? len : TGM_MAX_NAME), c->src + off);
-    if (c->const_only)
+    if (c->const_only) {
+        /* a dim named like an init function hides the function */
+        if (find_sym(c, c->src + off, len))
+            return err_at(c, off, TG_ERR_PARSE, "'%s' is a dim, so '%s(...)' cannot be read as a call here; "
+                          "rename the dim", name, name);
         return err_at(c, off, TG_ERR_PARSE, "'%s(...)': only numbers and dims may appear here", name);
+    }
     const tg_op *op = len <= TGM_MAX_NAME ? tg_op_lookup(c->ctx, name) : NULL;
     if (!op && !c->syntax_only) {
         int n = tg_op_count(c->ctx);

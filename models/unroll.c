@@ -97,6 +97,7 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
               ns = m->n_vars[TG_ROLE_STATE], no = m->n_outputs;
     const int B = u->batch;
     if (!u->params) return tg_error(ctx, TG_ERR_ARG, "unroll: params are required");
+    if (u->params->ctx != ctx) return tg_error(ctx, TG_ERR_ARG, "unroll: the params belong to another context");
     if (B < 1 || B > TGM_MAX_BATCH || u->t0 < 0 || u->steps < 0 || u->steps > TGM_MAX_STEPS || u->seq_steps < 0)
         return tg_error(ctx, TG_ERR_ARG, "unroll: bad batch %d, t0 %d or steps %d", B, u->t0, u->steps);
     if (!u->inputs) return tg_error(ctx, TG_ERR_ARG, "unroll: inputs are required");

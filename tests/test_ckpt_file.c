@@ -298,6 +298,7 @@ Test(ckpt_file, every_truncation_is_refused)
     const char *p = path("cut.tgckpt");
     for (size_t cut = 0; cut < n; cut++) {
         write_bytes(p, full, cut);
+        cr_assert_eq(tgc_is_checkpoint(p), cut > 0, "cut at %zu", cut);
         tgc_file *f = (tgc_file *)1;
         tg_status st = tgc_open(p, &f, msg, sizeof msg);
         cr_assert_eq(st, TG_ERR_PARSE, "cut at %zu of %zu: accepted", cut, n);
@@ -385,6 +386,29 @@ Test(ckpt_file, every_single_byte_corruption_is_refused)
     free(full);
 }
 
+/* Binary is not text: a section of 1.0f values has the NUL pattern of UTF-16 text, and
+ * must open all the same (a text reader's encoding sniffing would refuse it). */
+Test(ckpt_file, a_file_with_the_nul_pattern_of_utf16_opens)
+{
+    tgc_writer *w = tgc_writer_new();
+    tgc_buf b = {0};
+    tgc_put_u8(&b, 4);
+    tgc_put_u64(&b, 100);
+    for (int i = 0; i < 100; i++) tgc_put_u32(&b, 0x3f800000u);
+    tgc_writer_add(w, "x", &b);
+    char msg[512];
+    cr_assert_eq(tgc_writer_commit(w, path("ones"), msg, sizeof msg), TG_OK, "%s", msg);
+    tgc_writer_free(w);
+    tgc_file *f;
+    cr_assert_eq(tgc_open(path("ones"), &f, msg, sizeof msg), TG_OK, "%s", msg);
+    tgc_cur c;
+    tgc_section(f, "x", &c);
+    tg_real v[100];
+    cr_assert_eq(tgc_get_reals(&c, v, 100), 0, "%s", c.msg);
+    cr_assert_eq(v[99], 1);
+    tgc_close(f);
+}
+
 Test(ckpt_file, foreign_files_are_not_checkpoints)
 {
     char msg[512], want[512];
@@ -422,10 +446,10 @@ Test(ckpt_file, foreign_files_are_not_checkpoints)
     cr_assert_eq(mkfifo(fifo, 0600), 0);
     cr_assert_eq(tgc_is_checkpoint(fifo), 0);
     cr_assert_eq(tgc_open(fifo, &f, msg, sizeof msg), TG_ERR_IO);
-    snprintf(want, sizeof want, "%s: not a regular file", fifo);
+    snprintf(want, sizeof want, "%s: is a FIFO, not a regular file", fifo);
     cr_assert_str_eq(msg, want);
     cr_assert_eq(tgc_open(dir, &f, msg, sizeof msg), TG_ERR_IO);
-    snprintf(want, sizeof want, "%s: Is a directory", dir);
+    snprintf(want, sizeof want, "%s: is a directory, not a regular file", dir);
     cr_assert_str_eq(msg, want);
     cr_assert_eq(tgc_open(path("missing"), &f, msg, sizeof msg), TG_ERR_IO);
     snprintf(want, sizeof want, "%s: No such file or directory", path("missing"));

@@ -838,7 +838,9 @@ ParameterizedTestParameters(dump_cli, every_shipped_model_dumps_in_all_three_for
     glob_t g;
     size_t n = glob(pattern, 0, NULL, &g) == 0 ? g.gl_pathc : 0;
     model_file *m = cr_malloc((n ? n : 1) * sizeof *m);
-    for (size_t i = 0; i < n; i++) snprintf(m[i].path, sizeof m[i].path, "%s", strstr(g.gl_pathv[i], "models/"));
+    /* relative to the root (whose own name may hold "models/") */
+    size_t skip = strlen(pattern) - strlen("models/*.yaml");
+    for (size_t i = 0; i < n; i++) snprintf(m[i].path, sizeof m[i].path, "%s", g.gl_pathv[i] + skip);
     if (!n) snprintf(m[n++].path, sizeof m->path, "models/*.yaml (none found)");
     globfree(&g);
     return cr_make_param_array(model_file, m, n, free_models);

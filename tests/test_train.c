@@ -4,6 +4,7 @@
  * checkpoints that stay whole when the process is killed while writing;
  * Ctrl-C; mismatched checkpoints refused; truncated BPTT; shuffling from the
  * seed; bad flags.  Each test works in its own temporary directory. */
+#define _XOPEN_SOURCE 600
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -460,15 +462,13 @@ Test(train, a_character_model_learns_saves_its_vocabulary_and_samples)
               tg_vocab_char(v, 2) == 46 && tg_vocab_char(v, 3) == 97, "vocab not saved");
     tg_checkpoint_close(ck);
     tg_ctx_free(ctx);
-    rc = TOOL("sample", model("char_rnn.yaml"), "--params", "c.params", "--dim", "hidden=32", "--length", "200",
-              "--seed", "2", "--temperature", "0.5");
+    rc = TOOL("sample", "c.params", "--length", "200", "--seed", "2", "--temperature", "0.5");
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert_eq(strlen(out), 200 + 1, "%zu chars: %s", strlen(out), out);
     for (char *c = out; *c; c++) cr_assert(strchr(" .\nthecatsonmdgwr", *c), "'%c' is not in the text", *c);
     static char first_sample[sizeof out];
     memcpy(first_sample, out, sizeof out);
-    rc = TOOL("sample", model("char_rnn.yaml"), "--params", "c.params", "--dim", "hidden=32", "--length", "200",
-              "--seed", "2", "--temperature", "0.5");
+    rc = TOOL("sample", "c.params", "--length", "200", "--seed", "2", "--temperature", "0.5");
     cr_assert_str_eq(out, first_sample, "the same seed must give the same sample");
     /* a text with a character the checkpoint does not know */
     write_file("u.txt", "the cat sat on the mat!\n");
@@ -477,8 +477,9 @@ Test(train, a_character_model_learns_saves_its_vocabulary_and_samples)
     cr_assert_eq(rc, 3, "%s", err);
     cr_assert(strstr(err, "u.txt:1:23: character '!' (U+0021) is not in the vocabulary of 16 characters"), "%s", err);
     /* sample needs the vocabulary */
-    rc = TOOL("sample", model("char_rnn.yaml"), "--params", "missing.params");
+    rc = TOOL("sample", "missing.params");
     cr_assert_eq(rc, 3);
+    cr_assert_str_eq(err, "missing.params: No such file or directory\n");
 }
 
 Test(train, bad_flags_get_clear_errors_and_a_nonzero_exit)
@@ -486,7 +487,7 @@ Test(train, bad_flags_get_clear_errors_and_a_nonzero_exit)
     write_series("s.csv", 1, 4);
     struct { const char *args[12]; int rc; const char *says; } cases[] = {
         {{"train", model("elman.yaml"), "--data", "s.csv", "--epochs", "2", "--optimizer", "adamw"}, 2,
-         "--optimizer must be one of sgd|momentum|adam|rmsprop, not 'adamw'"},
+         "--optimizer must be one of sgd|momentum|adam|rmsprop|adagrad, not 'adamw'"},
         {{"train", model("elman.yaml"), "--data", "s.csv", "--epochs", "2", "--lr", "-1"}, 2, "--lr needs a number"},
         {{"train", model("elman.yaml"), "--epochs", "2"}, 2, "--data FILE is required"},
         {{"train", model("elman.yaml"), "--data", "s.csv"}, 2, "--epochs N is required"},
@@ -525,4 +526,164 @@ Test(train, a_missing_gnuplot_is_a_warning_not_a_failure)
     slurp(path("stderr"), err, sizeof err);
     cr_assert_eq(WEXITSTATUS(rc), 0, "%s", err);
     cr_assert(strstr(err, "warning: gnuplot is not installed"), "%s", err);
+}
+
+Test(train, outputs_are_checked_and_a_checkpoint_is_locked_before_any_work)
+{
+    write_series("s.csv", 2, 5);
+    static char before[1 << 16];
+    slurp(path("s.csv"), before, sizeof before);
+    int rc = TOOL("train", model("elman.yaml"), "--data", "s.csv", "--epochs", "2", "--log", "s.csv");
+    cr_assert_eq(rc, 2, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "tapegrad train: s.csv: is the same file as the input s.csv; refusing to overwrite it"), "%s",
+              err);
+    static char after[1 << 16];
+    slurp(path("s.csv"), after, sizeof after);
+    cr_assert_str_eq(before, after, "the data file was touched");
+    rc = TOOL("train", model("elman.yaml"), "--data", "s.csv", "--epochs", "2", "--save", model("elman.yaml"));
+    cr_assert_eq(rc, 2, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "is the same file as the input"), "%s", err);
+    /* a second run saving to the same checkpoint is refused while the first holds it */
+    write_text("t.txt");
+    const char *args[] = {"train", model("char_rnn.yaml"), "--data", "t.txt", "--dim", "hidden=16", "--epochs", "400",
+                          "--quiet", "--save", "a.ckpt", NULL};
+    pid_t pid = start(args);
+    struct stat sb;
+    for (int wait = 0; wait < 6000 && stat(path("a.ckpt.lock"), &sb) != 0; wait++) sleep_ms(5);
+    sleep_ms(50);
+    pid_t pid2 = start((const char *[]){"train", model("char_rnn.yaml"), "--data", "t.txt", "--dim", "hidden=16",
+                                         "--epochs", "1", "--save", "a.ckpt", NULL});
+    int st;
+    while (waitpid(pid2, &st, 0) < 0 && errno == EINTR) {}
+    static char second[1 << 12];
+    slurp(path("stderr"), second, sizeof second);
+    kill(pid, SIGINT);
+    finish(pid);
+    cr_assert_eq(WEXITSTATUS(st), 2, "second run: exit %d: %s", WEXITSTATUS(st), second);
+    cr_assert(strstr(second, "a.ckpt: another process is writing this file (lock a.ckpt.lock held)"), "%s", second);
+}
+
+Test(train, resume_without_save_saves_back_and_says_so)
+{
+    write_series("s.csv", 3, 5);
+    int rc = TOOL("train", model("elman.yaml"), "--data", "s.csv", "--epochs", "3", "--save", "r.ckpt", "--steps", "4",
+                  "--quiet");
+    cr_assert_eq(rc, 0, "%s", err);
+    rc = TOOL("train", model("elman.yaml"), "--data", "s.csv", "--resume", "r.ckpt");
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(err, "tapegrad train: no --save: saving back into r.ckpt"), "%s", err);
+    cr_assert(strstr(out, "saved r.ckpt"), "%s", out);
+    /* it holds the whole run now: going on has nothing left to do */
+    rc = TOOL("train", model("elman.yaml"), "--data", "s.csv", "--resume", "r.ckpt", "--format", "json");
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(out, "\"steps\": 0, \"total_steps\": 9, \"epochs\": 3,"), "%s", out);
+}
+
+Test(train, validation_patience_schedules_and_a_json_summary)
+{
+    write_series("s.csv", 10, 6);
+    int rc = TOOL("train", model("elman.yaml"), "--data", "s.csv", "--epochs", "6", "--valid-split", "0.2", "--batch",
+                  "2", "--schedule", "cosine", "--warmup", "2", "--accumulate", "2", "--reduction", "sum", "--log",
+                  "l.csv", "--format", "json", "--save", "v.ckpt");
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(out, "{\"model\": \"elman\", \"steps\": 12, \"total_steps\": 12, \"epochs\": 6, \"loss\": ") == out,
+              "%s", out);
+    cr_assert(strstr(out, "\"valid_loss\": ") && !strstr(out, "\"valid_loss\": null"), "%s", out);
+    cr_assert(strstr(out, "\"end\": \"epochs\", \"saved\": \"v.ckpt\"}\n"), "%s", out);
+    static char log[1 << 16];
+    slurp(path("l.csv"), log, sizeof log);
+    cr_assert(strstr(log, "step,epoch,loss,grad_norm,seconds,lr,valid_loss\n") == log, "%s", log);
+    /* warm-up: lr 0.0005 then 0.001; every epoch's last row has the validation loss */
+    char *row2 = strchr(strchr(log, '\n') + 1, '\n') + 1;
+    cr_assert(strstr(log, ",0.0005,\n"), "%s", log);
+    cr_assert(!strncmp(row2, "2,1,", 4) && strstr(row2, ",0.001,") && strchr(row2, '\n')[-1] != ',',
+              "the first epoch's second (last) step has the lr and the validation loss: %s", row2);
+    /* --patience stops once the validation loss no longer improves */
+    rc = TOOL("train", model("elman.yaml"), "--data", "s.csv", "--epochs", "500", "--valid-split", "0.2", "--lr",
+              "1", "--optimizer", "sgd", "--patience", "2");
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(out, "(no better validation loss: --patience; kept the best)"), "%s", out);
+    cr_assert(strstr(out, "validation loss "), "%s", out);
+}
+
+Test(train, text_from_standard_input_as_utf8_characters)
+{
+    write_file("u.txt", "héllo wörld, ça va? héllo wörld, ça va?\n");
+    const char *tool = getenv("TG_TOOL");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' train '%s' --data - --dim hidden=8 --epochs 2 --bptt 8 < u.txt "
+             ">stdout 2>stderr", dir, tool, model("char_rnn.yaml"));
+    int rc = system(cmd);
+    slurp(path("stderr"), err, sizeof err);
+    cr_assert_eq(WEXITSTATUS(rc), 0, "%s", err);
+    cr_assert(strstr(err, "train char_rnn on -: 40 characters, vocabulary 15,"), "%s", err);
+}
+
+/* The tool on a pseudo-terminal `cols` wide: every redraw of the progress
+ * line fits in it. */
+Test(train, the_progress_line_fits_a_40_column_terminal)
+{
+    write_text("t.txt");
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    cr_assert_geq(master, 0);
+    cr_assert_eq(grantpt(master), 0);
+    cr_assert_eq(unlockpt(master), 0);
+    const char *slave_name = ptsname(master);
+    struct winsize ws = {.ws_row = 24, .ws_col = 40};
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setsid();
+        int s = open(slave_name, O_RDWR);
+        if (s < 0 || ioctl(s, TIOCSWINSZ, &ws) < 0 || dup2(s, 2) < 0 || chdir(dir) != 0) _exit(126);
+        int o = open("/dev/null", O_WRONLY);
+        dup2(o, 1);
+        execl(getenv("TG_TOOL"), getenv("TG_TOOL"), "train", model("char_rnn.yaml"), "--data", "t.txt", "--dim",
+              "hidden=16", "--epochs", "30", "--valid-split", "0.1", (char *)NULL);
+        _exit(127);
+    }
+    static char buf[1 << 20];
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(master, buf + n, sizeof buf - 1 - n);
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    buf[n] = 0;
+    int st;
+    waitpid(pid, &st, 0);
+    close(master);
+    cr_assert_eq(WEXITSTATUS(st), 0, "%s", buf);
+    int lines = 0;
+    for (char *p = strstr(buf, "\r\033[K"); p; p = strstr(p + 1, "\r\033[K")) {
+        char *e = p + 4;
+        size_t len = strcspn(e, "\r\n");
+        cr_assert_lt(len, 40, "a progress line of %zu columns: %.*s", len, (int)len, e);
+        lines++;
+    }
+    cr_assert_gt(lines, 0, "no progress line on the terminal: %s", buf);
+}
+
+Test(train, data_is_read_safely_a_fifo_utf16_and_bad_csv_are_refused_by_position)
+{
+    cr_assert_eq(mkfifo(path("fifo.txt"), 0600), 0);
+    int rc = TOOL("train", model("char_rnn.yaml"), "--data", "fifo.txt", "--epochs", "1");
+    cr_assert_eq(rc, 3, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "fifo.txt: cannot read the text: it is a FIFO, not a regular file"), "%s", err);
+    FILE *f = fopen(path("w.txt"), "wb");
+    fwrite("\xff\xfe" "a\0b\0c\0\n\0", 1, 10, f);
+    fclose(f);
+    rc = TOOL("train", model("char_rnn.yaml"), "--data", "w.txt", "--epochs", "1");
+    cr_assert_eq(rc, 3, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "w.txt: this file is UTF-16; save it as UTF-8"), "%s", err);
+    f = fopen(path("n.csv"), "wb");
+    fwrite("x[0],x[1],y\n1,2,3\n4,5\0,6\n", 1, 25, f);
+    fclose(f);
+    rc = TOOL("train", model("elman.yaml"), "--data", "n.csv", "--epochs", "1");
+    cr_assert_eq(rc, 3, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "tapegrad train: n.csv:3:4: a NUL byte in CSV data"), "%s", err);
+    write_file("i.csv", "x[0],x[1],y\n1,2,3\n4,inf,6\n");
+    rc = TOOL("train", model("elman.yaml"), "--data", "i.csv", "--epochs", "1");
+    cr_assert_eq(rc, 3, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "tapegrad train: i.csv:3:3: 'inf' is not a finite number"), "%s", err);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "tapegrad.h"
 #include "ckpt_file.h"
@@ -174,14 +175,17 @@ static const char *TEXT = "abcd abba dcba cab bad dab cad acdc baba dada\nabcd b
 Test(trainer, resume_is_bit_identical_for_every_optimizer_and_schedule)
 {
     char *data = series(7, 9);
-    static const tg_optim_kind kinds[] = {TG_OPTIM_SGD, TG_OPTIM_MOMENTUM, TG_OPTIM_ADAM, TG_OPTIM_RMSPROP};
+    static const tg_optim_kind kinds[] = {TG_OPTIM_SGD, TG_OPTIM_MOMENTUM, TG_OPTIM_ADAM, TG_OPTIM_RMSPROP,
+                                          TG_OPTIM_ADAGRAD};
     int cases = 0;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 5; k++)
         for (int s = 0; s <= TG_SCHED_PLATEAU; s++) {
             tg_train_opts o = tg_train_defaults();
             o.optim = tg_optim_defaults(kinds[k]);
             o.optim.lr = kinds[k] == TG_OPTIM_SGD ? 0.05 : 0.01;
             o.optim.clip = 5;
+            o.optim.clip_value = k == 4 ? 0.5 : 0; /* min-char-rnn's: clamped, eps under the root */
+            o.optim.eps_inside = k >= 2;
             o.epochs = 4;
             o.batch = 2;
             o.bptt = 4;
@@ -202,7 +206,7 @@ Test(trainer, resume_is_bit_identical_for_every_optimizer_and_schedule)
             free(a), free(b);
             cases++;
         }
-    cr_assert_eq(cases, 20);
+    cr_assert_eq(cases, 25);
     free(data);
 }
 
@@ -655,6 +659,10 @@ Test(trainer, every_number_a_checkpoint_holds_is_range_checked)
     cr_assert(strstr(tg_errmsg(ctx), "seed 1"), "%s", tg_errmsg(ctx));
     tg_trainer_free(t2);
     /* the checkpoint alone gives the model back */
+    size_t tl;
+    const char *mpath, *mtext = tg_checkpoint_model_text(ck, &tl, &mpath);
+    cr_assert(mtext && tl == strlen(ELMAN) && !memcmp(mtext, ELMAN, tl));
+    cr_assert_str_eq(mpath, "test.yaml");
     tg_model *m2 = tg_checkpoint_model(ck, NULL, 0);
     cr_assert_not_null(m2, "%s", tg_errmsg(ctx));
     cr_assert_str_eq(tg_model_name(m2), "elman");
@@ -669,4 +677,28 @@ Test(trainer, every_number_a_checkpoint_holds_is_range_checked)
     tg_params_free(ps);
     tg_model_free(m);
     free(data);
+}
+
+/* examples/train_char.c, as `make` builds it: trains, stops at step 10 with a
+ * checkpoint, resumes and finishes. */
+Test(trainer, the_example_trains_stops_and_resumes)
+{
+    const char *ex = getenv("TG_EXAMPLES"), *root = getenv("TG_ROOT");
+    cr_assert(ex && root, "TG_EXAMPLES and TG_ROOT are set by make test");
+    FILE *f = fopen(path("t.txt"), "w");
+    for (int i = 0; i < 30; i++) fputs(TEXT, f);
+    fclose(f);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s/train_char' '%s/models/char_rnn.yaml' '%s' '%s' > '%s' 2>&1", ex, root, path("t.txt"),
+             path("c.ckpt"), path("out"));
+    int rc = system(cmd);
+    static char out[1 << 14];
+    f = fopen(path("out"), "r");
+    size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+    out[n] = 0;
+    if (f) fclose(f);
+    cr_assert_eq(WEXITSTATUS(rc), 0, "%s", out);
+    cr_assert(strstr(out, "stopped at step 10\n"), "%s", out);
+    cr_assert(strstr(out, "epoch 4: loss "), "%s", out);
+    cr_assert(strstr(out, "resumed, stopped at step "), "%s", out);
 }

@@ -74,8 +74,9 @@ run 0 $tool train examples/adding/elman.yaml --data "$tmp/adding.csv" --batch 32
 # 4: characters (a small text), then sampling
 head -c 3000 models/README.md > "$tmp/text.txt"
 run 0 $tool train models/char_rnn.yaml --dim hidden=16 --data "$tmp/text.txt" --batch 4 --bptt 16 --epochs 1 --steps 20 \
-      --lr 0.003 --clip 5 --save "$tmp/char.params" --quiet
-run 0 $tool sample models/char_rnn.yaml --dim hidden=16 --params "$tmp/char.params" --length 100 --temperature 0.7
+      --lr 0.003 --clip 5 --save "$tmp/char.tgckpt" --quiet
+run 0 $tool sample "$tmp/char.tgckpt" --length 100 --temperature 0.7
+run 0 $tool export "$tmp/char.tgckpt" --params "$tmp/char.yaml"
 # errors are reported, not leaked: a malformed model, data and params
 run 3 $tool grad tests/malformed/17-matmul-shapes.yaml --data examples/data/seed.yaml
 run 3 $tool grad models/elman.yaml --data tests/data/out-of-range-data.yaml --params tests/data/out-of-range-params.yaml

@@ -23,6 +23,7 @@ struct tg_checkpoint {
     tg_ctx *ctx;
     tgc_file *f;
     char *path;
+    char *model_path;        /* the model file's path when it was trained */
     tg_vocab *vocab;
 };
 
@@ -33,8 +34,8 @@ static void put_opts(tgc_buf *b, const tg_train_opts *o)
     tgc_put_f64(b, q->lr), tgc_put_f64(b, q->momentum), tgc_put_u8(b, (uint8_t)q->nesterov);
     tgc_put_f64(b, q->beta1), tgc_put_f64(b, q->beta2), tgc_put_f64(b, q->rho), tgc_put_f64(b, q->eps);
     tgc_put_f64(b, q->weight_decay), tgc_put_u8(b, (uint8_t)q->decoupled), tgc_put_f64(b, q->clip);
-    /* reserved for clip_value, eps_inside and Adagrad's initial accumulator (core/optim.c) */
-    tgc_put_f64(b, 0), tgc_put_u8(b, 0), tgc_put_f64(b, 0);
+    /* clip_value, eps_inside, then a slot kept for Adagrad's initial accumulator (0 today) */
+    tgc_put_f64(b, q->clip_value), tgc_put_u8(b, (uint8_t)q->eps_inside), tgc_put_f64(b, 0);
     tgc_put_i64(b, o->epochs), tgc_put_u64(b, o->max_steps), tgc_put_i64(b, o->batch), tgc_put_i64(b, o->bptt);
     tgc_put_i64(b, o->accumulate), tgc_put_u32(b, (uint32_t)o->reduction), tgc_put_u32(b, (uint32_t)o->schedule);
     tgc_put_i64(b, o->warmup), tgc_put_f64(b, o->gamma), tgc_put_i64(b, o->step_size);
@@ -86,7 +87,7 @@ static void get_opts(tgc_cur *c, tg_train_opts *o)
 {
     memset(o, 0, sizeof *o);
     tg_optim_opts *q = &o->optim;
-    q->kind = (tg_optim_kind)get_enum(c, "opts.optimizer", TG_OPTIM_RMSPROP + 1);
+    q->kind = (tg_optim_kind)get_enum(c, "opts.optimizer", TG_OPTIM_ADAGRAD + 1);
     q->lr = get_num(c, "opts.lr", 0, 0);
     q->momentum = get_num(c, "opts.momentum", 0, 0);
     q->nesterov = tgc_get_u8(c) != 0;
@@ -97,8 +98,8 @@ static void get_opts(tgc_cur *c, tg_train_opts *o)
     q->weight_decay = get_num(c, "opts.weight_decay", 0, 0);
     q->decoupled = tgc_get_u8(c) != 0;
     q->clip = get_num(c, "opts.clip", 0, 0);
-    get_num(c, "opts.clip_value", 0, 0);
-    tgc_get_u8(c);
+    q->clip_value = get_num(c, "opts.clip_value", 0, 0);
+    q->eps_inside = tgc_get_u8(c) != 0;
     get_num(c, "opts.initial_accumulator", 0, 0);
     o->epochs = (int)get_int(c, "opts.epochs", 0, 100000000);
     o->max_steps = tgc_get_u64(c);
@@ -245,6 +246,9 @@ tg_checkpoint *tg_checkpoint_open(tg_ctx *ctx, const char *path)
     }
     tgc_section(c->f, "model", &cur);
     uint32_t content = tgc_get_u32(&cur);
+    size_t pl;
+    const char *mp = tgc_get_str(&cur, &pl);
+    if (!cur.err && (c->model_path = malloc(pl + 1))) memcpy(c->model_path, mp, pl), c->model_path[pl] = 0;
     if (!cur.err && content != CKPT_CONTENT) {
         tg_error(ctx, TG_ERR_PARSE, "%s: training content version %u; this tapegrad reads version %d", path, content,
                  CKPT_CONTENT);
@@ -275,6 +279,7 @@ void tg_checkpoint_close(tg_checkpoint *c)
     tgc_close(c->f);
     tg_vocab_free(c->vocab);
     free(c->path);
+    free(c->model_path);
     free(c);
 }
 
@@ -292,7 +297,7 @@ const char *tg_checkpoint_model_text(const tg_checkpoint *c, size_t *len, const 
     if (cur.err) return NULL;
     (void)p;
     if (len) *len = tl;
-    if (path) *path = p ? c->path : NULL;
+    if (path) *path = c->model_path;
     return t;
 }
 

@@ -3,6 +3,7 @@
  * verifies the whole file (magic, version, length, every section's CRC-32) before any
  * section is handed out, so that a cut, corrupted or foreign file is refused by name. */
 #include "ckpt_file.h"
+#include "tg_files.h"
 #include "tg_internal.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -431,7 +432,9 @@ void tgc_close(tgc_file *f)
 }
 
 /* Reads a whole regular file of at most max bytes.  Never blocks on a FIFO or device:
- * they are refused by stat() before being opened, and O_NONBLOCK covers the race. */
+ * they are refused by stat() before being opened, and O_NONBLOCK covers the race.
+ * Not tg_file_read(): that one reads text, and its UTF-16/32 sniffing refuses binary
+ * files (a section of 1.0f values has the NUL pattern of UTF-16). */
 static tg_status ckpt_slurp(const char *path, size_t max, unsigned char **out, size_t *out_len,
                             char *msg, size_t len)
 {
@@ -443,16 +446,18 @@ static tg_status ckpt_slurp(const char *path, size_t max, unsigned char **out, s
         return TG_ERR_IO;
     }
     int fd = -1;
-    if (S_ISREG(st.st_mode)) fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-    else errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
-        close(fd);
-        fd = -1;
-        errno = EINVAL;
+    if (S_ISREG(st.st_mode)) {
+        fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) {
+            snprintf(msg, len, "%s: %s", path, strerror(errno));
+            return TG_ERR_IO;
+        }
+        /* the path may have been swapped for a FIFO between stat and open */
+        if (fstat(fd, &st) != 0) st.st_mode = 0;
     }
-    if (fd < 0) {
-        if (errno == EINVAL) snprintf(msg, len, "%s: not a regular file", path);
-        else snprintf(msg, len, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) {
+        if (fd >= 0) close(fd);
+        snprintf(msg, len, "%s: is %s, not a regular file", path, tg_file_kind(st.st_mode));
         return TG_ERR_IO;
     }
     if ((uint64_t)st.st_size > (uint64_t)max) {
@@ -694,7 +699,8 @@ int tgc_is_checkpoint(const char *path)
         n += (size_t)r;
     }
     close(fd);
-    return n == sizeof m && !memcmp(m, TGC_MAGIC, sizeof m);
+    /* a file cut inside the magic is still a (truncated) checkpoint: tgc_open says so */
+    return n > 0 && !memcmp(m, TGC_MAGIC, n);
 }
 
 int tgc_section(const tgc_file *f, const char *name, tgc_cur *cur)

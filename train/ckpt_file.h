@@ -100,8 +100,10 @@ tg_status tgc_open(const char *path, tgc_file **out, char *msg, size_t len);
 /* The same over bytes already in memory (copied); name stands for PATH in messages. */
 tg_status tgc_open_mem(const void *data, size_t size, const char *name, tgc_file **out,
                        char *msg, size_t len);
-/* 1 if path is a regular file that starts with the magic, else 0 (never blocks: a FIFO
- * or device is 0 without being opened).  For "a MODEL argument may be a checkpoint". */
+/* 1 if path is a regular file that starts with the magic (or is a non-empty beginning of
+ * it: a cut checkpoint, which tgc_open refuses as truncated), else 0.  Never blocks: a
+ * FIFO or device is 0 without being opened.  For "a MODEL argument may be a checkpoint":
+ * no text file starts with the byte 0x89, which is not UTF-8. */
 int tgc_is_checkpoint(const char *path);
 /* 1 and a cursor over the payload if the section is present, else 0 and a cursor with
  * err set and msg "section 'NAME' is missing" (reads from it return 0). */
