@@ -182,7 +182,7 @@ install-check:
 	    -Wl,-rpath,$(abspath $(BUILD)/prefix)/lib -lm
 	$(BUILD)/seed_bptt_installed > /dev/null && echo "install-check: example built with pkg-config runs"
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/cli/mpi_main.d
 
 clean:
 	rm -rf build
