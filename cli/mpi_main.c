@@ -230,10 +230,9 @@ int main(int argc, char **argv)
     R.timeout = DEFAULT_TIMEOUT;
     const cli_opt own[] = {
         {"check-every", CLI_INT, &R.check_every, "K",
-         "MPI: compare a checksum of the parameters across the ranks at the first step and every K steps "
-         "(default 100; 0: never)", 0, 2000000000},
+         "MPI: compare the parameters' checksum across ranks every K steps (100; 0: never)", 0, 2000000000},
         {"timeout", CLI_INT, &R.timeout, "S",
-         "MPI: stop when the other ranks do not answer for S seconds (default 300)", 1, 1000000},
+         "MPI: stop when the other ranks are silent for S seconds (default 300)", 1, 1000000},
     };
     R.par.opts = own;
     R.par.n_opts = 2;
