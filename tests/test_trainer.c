@@ -539,6 +539,13 @@ Test(trainer, csv_refuses_nul_nonfinite_out_of_range_and_overlong_sequences)
         cr_assert_null(s, "case %zu accepted", i);
         cr_assert(strstr(tg_errmsg(ctx), cases[i].msg), "case %zu: '%s' not in '%s'", i, cases[i].msg, tg_errmsg(ctx));
     }
+    /* fuzz_csv found it: text that is not NUL-terminated, ending inside a number */
+    const char cut[] = "x[0],x[1],y\n9.5,-";
+    char *heap = malloc(sizeof cut - 1);
+    memcpy(heap, cut, sizeof cut - 1);
+    cr_assert_null(tg_trainset_csv_parse(ctx, m, "s.csv", heap, sizeof cut - 1));
+    cr_assert_str_eq(tg_errmsg(ctx), "s.csv:2:5: expected a number, found '-'");
+    free(heap);
     if (sizeof(tg_real) == 4) {
         tg_trainset *s = tg_trainset_csv_parse(ctx, m, "s.csv", "x[0],x[1],y\n1,1e39,3\n", 21);
         cr_assert_null(s);

@@ -286,16 +286,27 @@ tg_trainset *tg_trainset_text_parse(tg_ctx *ctx, const char *filename, const cha
         memcpy(c, vocab->chars, (size_t)vocab->n * sizeof *c);
         if (!(s->vocab = tgt_vocab_make(ctx, c, vocab->n))) goto fail;
     } else {
-        uint32_t *c = malloc(n * sizeof *c);
-        if (!c) {
+        /* the distinct code points, in order, from a bitmap of all of them */
+        uint64_t *seen = calloc(0x110000 / 64, sizeof *seen);
+        if (!seen) {
             tg_error(ctx, TG_ERR_NOMEM, "out of memory");
             goto fail;
         }
-        for (size_t i = 0; i < n; i++) c[i] = (uint32_t)s->sym[i];
-        qsort(c, n, sizeof *c, cmp_u32);
         int k = 0;
-        for (size_t i = 0; i < n; i++)
-            if (!k || c[k - 1] != c[i]) c[k++] = c[i];
+        for (size_t i = 0; i < n; i++) {
+            uint32_t cp = (uint32_t)s->sym[i];
+            if (!(seen[cp / 64] >> (cp % 64) & 1)) seen[cp / 64] |= (uint64_t)1 << (cp % 64), k++;
+        }
+        uint32_t *c = malloc((size_t)k * sizeof *c);
+        if (!c) {
+            free(seen);
+            tg_error(ctx, TG_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        int j = 0;
+        for (uint32_t w = 0; w < 0x110000 / 64; w++)
+            for (uint64_t b = seen[w]; b; b &= b - 1) c[j++] = w * 64 + (uint32_t)__builtin_ctzll(b);
+        free(seen);
         if (!(s->vocab = tgt_vocab_make(ctx, c, k))) goto fail;
     }
     /* pass 2: symbols; a character the given vocabulary lacks is positioned */
@@ -478,8 +489,20 @@ tg_trainset *tg_trainset_csv_parse(tg_ctx *ctx, const tg_model *m, const char *f
         tg_error(ctx, TG_ERR_ARG, "tg_trainset_csv_parse: model and text are required");
         return NULL;
     }
+    /* strtod reads up to a terminator: parse a NUL-terminated copy */
+    char *own = malloc(len + 1);
+    if (!own) {
+        tg_error(ctx, TG_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(own, text, len);
+    own[len] = 0;
+    text = own;
     tg_trainset *s = set_new(ctx, TGT_SEQS, filename ? filename : "(csv)");
-    if (!s) return NULL;
+    if (!s) {
+        free(own);
+        return NULL;
+    }
     csv_col *cols = NULL;
     int *steps = NULL, n_cols = 0, n_seq = 0, cap_seq = 0, in_seq = 0;
     double *vals = NULL;
@@ -601,12 +624,12 @@ tg_trainset *tg_trainset_csv_parse(tg_ctx *ctx, const tg_model *m, const char *f
         }
     }
     if (items_make(s)) goto fail;
-    free(cols), free(steps), free(vals);
+    free(cols), free(steps), free(vals), free(own);
     return s;
 oom:
     tg_error(ctx, TG_ERR_NOMEM, "%s: out of memory", s->name);
 fail:
-    free(cols), free(steps), free(vals);
+    free(cols), free(steps), free(vals), free(own);
     tg_trainset_free(s);
     return NULL;
 }
