@@ -34,7 +34,7 @@ ifneq ($(SAN),)
 endif
 
 LIB_SRC  := $(wildcard core/*.c) $(wildcard ops/*.c) $(wildcard models/*.c) $(wildcard train/*.c)
-CLI_SRC  := $(wildcard cli/*.c)
+CLI_SRC  := $(filter-out cli/mpi_main.c,$(wildcard cli/*.c))
 TEST_SRC := $(wildcard tests/*.c)
 EX_SRC   := $(wildcard examples/*.c)
 
@@ -48,8 +48,21 @@ SHARED   := $(BUILD)/lib$(LIBNAME).so
 TOOL     := $(BUILD)/tapegrad
 TESTS    := $(BUILD)/tests/tapegrad-tests
 
+# Open MPI (issue 16, docs/distributed.md): found when its compiler wrapper
+# answers; MPICC=false builds as a machine without it would.  Only the files
+# that include mpi.h are compiled with its flags, by $(CC) like the rest.
+MPICC      ?= mpicc
+MPIRUN     ?= mpirun
+MPI_CFLAGS := $(shell $(MPICC) --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell $(MPICC) --showme:link 2>/dev/null)
+HAVE_MPI   := $(if $(MPI_LIBS),yes)
+# As root Open MPI refuses to start without --allow-run-as-root; the tests
+# run more ranks than the machine has cores.
+MPIRUN_FLAGS ?= --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
+MPI_TOOL   := $(if $(HAVE_MPI),$(BUILD)/tapegrad-mpi)
+
 .PHONY: bench-convergence demo install-check all lib check test test-float test-double sanitize install uninstall clean examples
-all: lib $(if $(CLI_SRC),$(TOOL)) $(EX_BIN)
+all: lib $(if $(CLI_SRC),$(TOOL)) $(MPI_TOOL) $(EX_BIN)
 lib: $(STATIC) $(SHARED)
 
 $(BUILD)/obj/%.o: %.c
@@ -75,6 +88,14 @@ $(SHARED): $(LIB_OBJ) $(BUILD)/tapegrad.map
 $(TOOL): $(CLI_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(DEPS_LIBS)
 
+# tapegrad-mpi: the train command of the tool's objects under an MPI main.
+$(BUILD)/obj/cli/mpi_main.o: cli/mpi_main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/tapegrad-mpi: $(BUILD)/obj/cli/mpi_main.o $(filter-out %/cli/main.o,$(CLI_OBJ)) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(STATIC) $(MPI_LIBS) $(DEPS_LIBS)
+
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(STATIC) $(LDFLAGS) $(DEPS_LIBS)
@@ -93,6 +114,9 @@ test: all $(TESTS)
 	@set -o pipefail; $(TEST_ENV) $(TESTS) --jobs 2 $(TESTFLAGS) 2>&1 | tee $(BUILD)/test.log
 	@! grep -n -E "LeakSanitizer|AddressSanitizer|runtime error:" $(BUILD)/test.log || \
 	  { echo "sanitizer reports above: failing"; exit 1; }
+	@if [ -n "$(MPI_TOOL)" ] && command -v $(MPIRUN) >/dev/null; then \
+	  MPIRUN="$(MPIRUN) $(MPIRUN_FLAGS)" tests/mpi.sh $(BUILD); \
+	else echo "tests/mpi.sh skipped: no Open MPI (mpicc and mpirun)"; fi
 # The README quotes what the float build prints: its commands are run and compared.
 	$(if $(and $(filter float,$(REAL)),$(if $(SAN),,y)),tests/readme.sh)
 
@@ -181,7 +205,7 @@ install-python:
 	d="$${PYDIR:-$(DESTDIR)$(PREFIX)/lib/python$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')/dist-packages}"; \
 	install -d "$$d/tapegrad" && install -m 644 python/tapegrad/*.py "$$d/tapegrad/"
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/cli/mpi_main.d
 
 clean:
 	rm -rf build
@@ -192,6 +216,15 @@ clean:
 .PHONY: bench
 bench:
 	BENCH_OPT='$(OPT)' bench/run.sh
+
+# The time of one in-place MPI_Allreduce of a gradient buffer between two
+# local ranks (bench/allreduce.c; docs/distributed.md uses its figures).
+.PHONY: bench-allreduce
+$(BUILD)/bench/allreduce: bench/allreduce.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(OPT) -g -Wall -Wextra $(MPI_CFLAGS) -o $@ $< $(MPI_LIBS)
+bench-allreduce: $(BUILD)/bench/allreduce
+	$(MPIRUN) $(MPIRUN_FLAGS) -np 2 $<
 
 # bench/step.c alone, against this build's library (float only), as run.sh
 # builds it: e.g. make BUILD=build/b OPT=-O2 build/b/step

@@ -146,4 +146,27 @@ void cli_text_value(FILE *f, const tg_real *v, int rows, int cols);
 /* Text: rows on separate lines, each indented. */
 void cli_text_tensor(FILE *f, const tg_real *v, int rows, int cols, const char *indent);
 
+/* ---- data-parallel training: `tapegrad-mpi train` (cli/mpi_main.c) -------------
+ * The same train command on every rank; the wrapper brings the communicator. */
+#include <signal.h>
+typedef struct cli_parallel cli_parallel;
+struct cli_parallel {
+    int rank, size;          /* rank 0 alone prints progress and writes files */
+    const cli_opt *opts;     /* the wrapper's own options, listed after train's */
+    int n_opts;
+    /* Right after the trainer is made, before its data: shard it and hook the
+     * reduction.  text: the data is a text.  A CLI_ exit code after printing why. */
+    int (*attach)(cli_parallel *par, tg_trainer *tr, tg_params *ps, int text);
+    /* Every rank calls it once, with its exit code so far (0: ready to run);
+     * returns the largest over the ranks.  train calls it before the run, the
+     * wrapper after train returned early. */
+    int (*agree)(cli_parallel *par, int rc);
+    int agreed;
+    volatile sig_atomic_t stop; /* a signal came: the ranks stop after the same step */
+    int stopped;             /* they agreed to */
+};
+/* `tapegrad train`: par NULL for one process. */
+int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par);
+extern const cli_cmd cli_cmd_train;
+
 #endif

@@ -18,11 +18,13 @@
 #define EXIT_INTERRUPTED 130
 
 static tg_trainer *volatile running; /* what a signal stops */
+static cli_parallel *volatile running_par; /* with ranks, they agree on the step to stop after */
 static volatile sig_atomic_t interrupted;
 static void on_signal(int sig)
 {
     interrupted = sig;
-    if (running) tg_trainer_stop(running);
+    if (running_par) running_par->stop = 1;
+    else if (running) tg_trainer_stop(running);
 }
 
 static const char *duration(char *buf, size_t len, double s)
@@ -57,6 +59,7 @@ typedef struct train_opts {
 typedef struct show {
     const train_opts *o;
     tg_trainer *tr;
+    cli_parallel *par;
     int tty, show, width, failed;
     double shown_at, t0;
     uint64_t step0;
@@ -117,7 +120,8 @@ static int on_progress(const tg_train_progress *p, void *user)
         snprintf(S->row, sizeof S->row, "%llu,%d,%.9g,%.9g,%.6f,%.9g", (unsigned long long)p->step, p->epoch,
                  p->step_loss, p->grad_norm, p->seconds, p->lr);
     if (o->save && o->save_every > 0 && p->step - S->last_saved >= (uint64_t)o->save_every) {
-        if (tg_trainer_save(S->tr, o->save)) {
+        /* every rank gathers the carried states, rank 0 writes */
+        if (tg_trainer_gather(S->tr) || ((!S->par || S->par->rank == 0) && tg_trainer_save(S->tr, o->save))) {
             S->failed = 1;
             return 1;
         }
@@ -131,14 +135,15 @@ static int on_progress(const tg_train_progress *p, void *user)
     return 0;
 }
 
-static int train(const cli_cmd *cmd, int argc, char **argv)
+int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
 {
+    int writer = !par || par->rank == 0; /* prints and writes files */
     train_opts o = {.epochs = -1, .bptt = -2, .save_every = 1000, .print_every = 100, .lr = NAN, .momentum = NAN,
                     .beta1 = NAN, .beta2 = NAN, .rho = NAN, .eps = NAN, .accumulate = 1, .step_size = 1000,
                     .plateau_patience = 10};
     uint64_t seed_sentinel = UINT64_MAX - 7;
     o.c.seed = seed_sentinel;
-    const cli_opt opts[] = {
+    cli_opt opts[64] = {
         CLI_OPT_DATA(&o.c, "sequences (.yaml), a series (.csv) or text (any other; - reads standard input)"),
         CLI_OPT_PARAMS(&o.c),
         {"epochs", CLI_INT, &o.epochs, "N", "passes over the data (required unless --resume)", 0, 100000000},
@@ -204,7 +209,10 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
         "character).  Ctrl-C stops after the current step, saves a checkpoint (with\n"
         "--save) and exits with status 130.",
         1, positional};
-    int prc = cli_parse(cmd, &usage, opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
+    int n_opts = 0;
+    while (opts[n_opts].name) n_opts++;
+    for (int i = 0; par && i < par->n_opts && n_opts < 63; i++) opts[n_opts++] = par->opts[i];
+    int prc = cli_parse(cmd, &usage, opts, n_opts, argc, argv);
     if (prc) return prc < 0 ? CLI_OK : prc;
     o.c.model = positional[0];
     o.seed_given = o.c.seed != seed_sentinel;
@@ -247,7 +255,7 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
     memset(&S, 0, sizeof S);
     if (!aux) return cli_error(CLI_FAILURE, "tapegrad train: out of memory");
     char msg[4400];
-    if (o.save && tg_file_lock_take(o.save, &lock, msg, sizeof msg)) {
+    if (writer && o.save && tg_file_lock_take(o.save, &lock, msg, sizeof msg)) {
         rc = cli_error(CLI_USAGE, "tapegrad train: %s", msg);
         goto out;
     }
@@ -373,6 +381,7 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
         rc = cli_error(CLI_USAGE, "tapegrad train: %s", tg_errmsg(ctx));
         goto out;
     }
+    if (par && (rc = par->attach(par, tr, s.params, text))) goto out;
     if (tg_trainer_set_data(tr, data, valid)) {
         rc = cli_error(CLI_BAD_INPUT, "tapegrad train: %s", tg_errmsg(ctx));
         goto out;
@@ -385,8 +394,10 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
 
     S.o = &o;
     S.tr = tr;
+    S.par = par;
     S.tty = isatty(2);
-    S.show = !o.quiet;
+    S.show = !o.quiet && writer;
+    if (!writer) o.log = o.plot = NULL;
     S.width = term_width();
     const tg_train_progress *p0 = tg_trainer_progress(tr);
     S.step0 = S.last_saved = p0->step;
@@ -442,13 +453,19 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     interrupted = 0;
     running = tr;
+    running_par = par;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     S.t0 = now();
-    tg_status st = tg_trainer_run(tr);
+    tg_status st = TG_OK;
+    if (par && (rc = par->agree(par, CLI_OK))) st = TG_ERR_IO; /* another rank failed and said why */
+    else st = tg_trainer_run(tr);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     running = NULL;
+    running_par = NULL;
+    if (rc) goto out;
+    if (par && par->stopped) interrupted = SIGINT;
     flush_row(&S, NAN);
     if (S.log) fclose(S.log), S.log = NULL;
     const tg_train_progress *p = tg_trainer_progress(tr);
@@ -458,12 +475,13 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
         rc = cli_error(CLI_FAILURE, "tapegrad train: %s", tg_errmsg(ctx));
         goto out;
     }
-    if (o.save && tg_trainer_save(tr, o.save)) {
+    if (o.save && (tg_trainer_gather(tr) || (writer && tg_trainer_save(tr, o.save)))) {
         rc = cli_error(CLI_FAILURE, "tapegrad train: %s", tg_errmsg(ctx));
         goto out;
     }
     if (interrupted) {
-        if (o.save)
+        if (!writer) {
+        } else if (o.save)
             cli_error(0, "tapegrad train: interrupted at step %llu; saved %s (continue with --resume %s)",
                       (unsigned long long)p->step, o.save, o.save);
         else
@@ -476,7 +494,8 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
     uint64_t steps = p->step - S.step0;
     static const char *const ends[] = {"none", "epochs", "steps", "target", "patience", "stopped"};
     char dbuf[32];
-    if (json) {
+    if (!writer) {
+    } else if (json) {
         printf("{\"model\": \"%s\", \"steps\": %llu, \"total_steps\": %llu, \"epochs\": %d, \"loss\": %.9g, "
                "\"unit\": \"%s\", \"valid_loss\": ", tg_model_name(m), (unsigned long long)steps,
                (unsigned long long)p->step, p->epoch, last, text ? "nats per character" : "per sequence");
@@ -526,5 +545,7 @@ out:
     tg_file_lock_release(&lock);
     return rc;
 }
+
+static int train(const cli_cmd *cmd, int argc, char **argv) { return cli_train(cmd, argc, argv, NULL); }
 
 const cli_cmd cli_cmd_train = {"train", "fit a model's parameters to data (optimizers, BPTT, checkpoints)", train};

@@ -705,11 +705,25 @@ TG_API tg_optim *tg_trainer_optim(tg_trainer *tr);   /* owned by tr */
  * minibatches (the contiguous tg_params_grads() buffer of n scalars), and
  * stats[0] = the summed loss, stats[1] = its count (what MEAN divides by),
  * after backward and before the optimizer; an allreduce of both (sum) makes
- * every rank take the same step.  The trainer then divides the gradients by
- * stats[1] (MEAN) and steps.  Returning nonzero fails the step
+ * every rank take the same step and add the same loss to the epoch's.  The
+ * trainer then divides the gradients by stats[1] (MEAN) and steps.
+ * tg_trainer_gather() calls it too, with stats NULL and n_stats 0.
+ * Returning nonzero fails the step
  * (TG_ERR_IO, "gradient reduction failed").  NULL removes it. */
 typedef int (*tg_train_reduce_fn)(tg_real *grads, size_t n, double *stats, int n_stats, void *user);
 TG_API void tg_trainer_set_reduce(tg_trainer *tr, tg_train_reduce_fn fn, void *user);
+/* Makes this trainer rank (0..size-1) of size that share each minibatch:
+ * of a batch of c columns (a text's c streams) it computes columns
+ * [rank c / size, (rank + 1) c / size) only, possibly none, so that size
+ * trainers with the same options and data whose reduce hooks sum across
+ * them take the steps one trainer takes on the whole batch.  Validation
+ * runs whole on every rank.  Call before tg_trainer_set_data(). */
+TG_API tg_status tg_trainer_set_shard(tg_trainer *tr, int rank, int size);
+/* A shard carries the states of its own columns between chunks; this sums
+ * every shard's through the reduce hook, so that the checkpoint saved next
+ * holds them all (to resume with any number of ranks).  Every rank calls it
+ * at the same step; nothing to do unsharded or between batches. */
+TG_API tg_status tg_trainer_gather(tg_trainer *tr);
 
 /* Checkpoints: one binary file (train/ckpt_file.h) with the parameters,
  * the optimizer state, the position (epoch, batch, chunk, step, the epoch's

@@ -61,6 +61,11 @@ typedef struct tgt_plan {
     tg_real **in, **tg, **carry;  /* per input/target/state: the batch (text: the chunk) */
     int filled;              /* the batch in in/tg (sequences), -1: none */
     int has_carry;           /* carry holds the state after the last chunk */
+    /* data-parallel (tg_trainer_set_shard): this plan computes columns
+     * [rank c / size, (rank + 1) c / size) of a batch of c; carry keeps the
+     * batch's layout (its own columns, zeros elsewhere), carry_loc its own */
+    int rank, size;
+    tg_real **carry_loc;
 } tgt_plan;
 
 /* Where a run is: the next chunk to take. */
@@ -95,6 +100,7 @@ struct tg_trainer {
     void *progress_user;
     tg_train_reduce_fn reduce_fn;
     void *reduce_user;
+    int shard_rank, shard_size;
     tg_train_progress prog;
     double t0;               /* monotonic time of this process's first step */
     int started;

@@ -65,12 +65,20 @@ int tgt_batch_chunks(const tgt_plan *p, int k)
     return (T + p->K - 1) / p->K;
 }
 
+/* This plan's share [*lo, *lo + n) of a batch of cols columns; returns n. */
+static int shard_cols(const tgt_plan *p, int cols, int *lo)
+{
+    *lo = (int)((long long)p->rank * cols / p->size);
+    return (int)((long long)(p->rank + 1) * cols / p->size) - *lo;
+}
+
 void tgt_plan_free(tgt_plan *p, int n_in, int n_tg, int n_st)
 {
     for (int i = 0; p->in && i < n_in; i++) free(p->in[i]);
     for (int i = 0; p->tg && i < n_tg; i++) free(p->tg[i]);
     for (int i = 0; p->carry && i < n_st; i++) free(p->carry[i]);
-    free(p->in), free(p->tg), free(p->carry);
+    for (int i = 0; p->carry_loc && i < n_st; i++) free(p->carry_loc[i]);
+    free(p->in), free(p->tg), free(p->carry), free(p->carry_loc);
     free(p->order), free(p->start), free(p->count);
     memset(p, 0, sizeof *p);
 }
@@ -82,6 +90,7 @@ tg_status tgt_plan_init(tg_trainer *tr, tgt_plan *p, const tg_trainset *s)
     memset(p, 0, sizeof *p);
     p->set = s;
     p->filled = -1;
+    p->size = 1;
     int B = tr->o.batch;
     if (s->kind == TGT_TEXT) {
         if (!B) B = 1;
@@ -174,23 +183,24 @@ void tgt_plan_epoch(tgt_plan *p, uint64_t seed, uint64_t epoch, int shuffle)
 static void plan_fill(tgt_plan *p, int n_in, int n_tg, int k, int t0, int steps)
 {
     const tg_trainset *s = p->set;
+    int lo, B = shard_cols(p, tgt_batch_cols(p, k), &lo); /* this plan's columns */
     if (s->kind == TGT_TEXT) {
-        int B = p->B, V = s->vocab->n;
+        int V = s->vocab->n;
         size_t L = (size_t)p->T_max;
         memset(p->in[0], 0, (size_t)steps * (size_t)V * (size_t)B * sizeof(tg_real));
         memset(p->tg[0], 0, (size_t)steps * (size_t)V * (size_t)B * sizeof(tg_real));
         for (int t = 0; t < steps; t++)
             for (int j = 0; j < B; j++) {
-                size_t at = (size_t)j * L + (size_t)(t0 + t);
+                size_t at = (size_t)(lo + j) * L + (size_t)(t0 + t);
                 size_t blk = (size_t)t * (size_t)V * (size_t)B;
                 p->in[0][blk + (size_t)s->sym[at] * (size_t)B + (size_t)j] = 1;
                 p->tg[0][blk + (size_t)s->sym[at + 1] * (size_t)B + (size_t)j] = 1;
             }
         return;
     }
-    int B = p->count[k], T = tgt_batch_steps(p, k), nv = n_in + n_tg;
+    int T = tgt_batch_steps(p, k), nv = n_in + n_tg;
     for (int j = 0; j < B; j++) {
-        const tgt_item *it = &s->items[p->order[p->start[k] + j]];
+        const tgt_item *it = &s->items[p->order[p->start[k] + lo + j]];
         int b = s->seq_batch[it->seq];
         for (int v = 0; v < nv; v++) {
             int rows = s->rows[v];
@@ -312,6 +322,54 @@ static tg_status check_set(tg_trainer *tr, const tg_trainset *s)
     return TG_OK;
 }
 
+/* The training plan computes the trainer's shard of each batch. */
+static tg_status plan_shard(tg_trainer *tr, tgt_plan *p)
+{
+    if (tr->shard_size <= 1) return TG_OK;
+    p->rank = tr->shard_rank;
+    p->size = tr->shard_size;
+    if (!(p->carry_loc = calloc((size_t)tr->n_st + 1, sizeof *p->carry_loc)))
+        return tg_error(tr->ctx, TG_ERR_NOMEM, "out of memory for the batch buffers");
+    for (int i = 0; i < tr->n_st; i++)
+        if (!(p->carry_loc[i] = malloc((size_t)tr->st_rows[i] * (size_t)p->B * sizeof(tg_real))))
+            return tg_error(tr->ctx, TG_ERR_NOMEM, "out of memory for the batch buffers");
+    return TG_OK;
+}
+
+tg_status tg_trainer_set_shard(tg_trainer *tr, int rank, int size)
+{
+    if (!tr) return TG_ERR_ARG;
+    if (size < 1 || rank < 0 || rank >= size)
+        return tg_error(tr->ctx, TG_ERR_ARG, "tg_trainer_set_shard: rank %d of %d is not from 0 to size - 1", rank, size);
+    if (tr->train) return tg_error(tr->ctx, TG_ERR_ARG, "tg_trainer_set_shard: call it before tg_trainer_set_data");
+    tr->shard_rank = rank;
+    tr->shard_size = size;
+    return TG_OK;
+}
+
+tg_status tg_trainer_gather(tg_trainer *tr)
+{
+    if (!tr) return TG_ERR_ARG;
+    tgt_plan *p = &tr->plan;
+    /* a checkpoint keeps the carry only within a batch (chunk > 0) */
+    if (!tr->train || p->size <= 1 || !p->has_carry || !tr->pos.chunk || !tr->reduce_fn) return TG_OK;
+    int all = tgt_batch_cols(p, tr->pos.batch), lo, cols = shard_cols(p, all, &lo);
+    for (int i = 0; i < tr->n_st; i++) {
+        /* own columns only (a second gather must not add them twice), then the sum */
+        tg_real *c = p->carry[i];
+        size_t rows = (size_t)tr->st_rows[i];
+        for (size_t r = 0; r < rows; r++) {
+            tg_real *row = c + r * (size_t)all;
+            memset(row, 0, (size_t)lo * sizeof(tg_real));
+            memset(row + lo + cols, 0, (size_t)(all - lo - cols) * sizeof(tg_real));
+        }
+        if (tr->reduce_fn(c, rows * (size_t)all, NULL, 0, tr->reduce_user))
+            return tg_error(tr->ctx, TG_ERR_IO, "step %llu: gathering the carried states failed",
+                            (unsigned long long)tr->pos.step);
+    }
+    return TG_OK;
+}
+
 tg_status tg_trainer_set_data(tg_trainer *tr, const tg_trainset *train, const tg_trainset *valid)
 {
     if (!tr) return TG_ERR_ARG;
@@ -326,7 +384,7 @@ tg_status tg_trainer_set_data(tg_trainer *tr, const tg_trainset *train, const tg
     tgt_plan_free(&tr->plan, tr->n_in, tr->n_tg, tr->n_st);
     tr->train = train;
     tr->valid = valid;
-    if (tgt_plan_init(tr, &tr->plan, train)) {
+    if (tgt_plan_init(tr, &tr->plan, train) || plan_shard(tr, &tr->plan)) {
         tgt_plan_free(&tr->plan, tr->n_in, tr->n_tg, tr->n_st);
         tr->train = NULL;
         return tg_status_last(tr->ctx);
@@ -375,15 +433,29 @@ static tg_status run_chunk(tg_trainer *tr, tgt_plan *p, int k, int c, int backwa
 {
     const tg_trainset *s = p->set;
     int text = s->kind == TGT_TEXT;
-    int T = tgt_batch_steps(p, k), cols = tgt_batch_cols(p, k);
+    int T = tgt_batch_steps(p, k), all = tgt_batch_cols(p, k), lo, cols = shard_cols(p, all, &lo);
     int t0 = c * p->K, steps = T - t0 < p->K ? T - t0 : p->K;
+    if (c == 0) p->has_carry = 0;
+    if (cols == 0) { /* a shard with no column of a short batch: it adds nothing */
+        *raw = *count = 0;
+        *epoch_count = text ? (double)steps * all : (c == 0 ? all : 0);
+        p->has_carry = 1;
+        return TG_OK;
+    }
     if (text) plan_fill(p, tr->n_in, tr->n_tg, k, t0, steps);
     else if (p->filled != k) plan_fill(p, tr->n_in, tr->n_tg, k, 0, T);
-    if (c == 0) p->has_carry = 0;
     const tg_real *inp[TGT_MAX_VARS], *tgp[TGT_MAX_VARS], *st0[TGM_MAX_DECLS];
     for (int i = 0; i < tr->n_in; i++) inp[i] = p->in[i];
     for (int i = 0; i < tr->n_tg; i++) tgp[i] = p->tg[i];
-    for (int i = 0; i < tr->n_st; i++) st0[i] = p->has_carry ? p->carry[i] : NULL;
+    for (int i = 0; i < tr->n_st; i++) {
+        st0[i] = p->has_carry ? p->carry[i] : NULL;
+        if (p->has_carry && p->size > 1) { /* this shard's columns of the carried state */
+            for (int r = 0; r < tr->st_rows[i]; r++)
+                memcpy(p->carry_loc[i] + (size_t)r * (size_t)cols, p->carry[i] + (size_t)r * (size_t)all + (size_t)lo,
+                       (size_t)cols * sizeof(tg_real));
+            st0[i] = p->carry_loc[i];
+        }
+    }
     tg_tape_reset(tr->tape);
     tg_unroll u = {
         .params = tr->ps,
@@ -399,7 +471,8 @@ static tg_status run_chunk(tg_trainer *tr, tgt_plan *p, int k, int c, int backwa
     if (st) return st;
     *raw = u.loss ? tg_item(u.loss) : 0;
     *count = text ? (double)steps * cols : (double)cols;
-    *epoch_count = text ? (double)steps * cols : (c == 0 ? cols : 0);
+    /* the whole batch's: every shard counts the epoch alike */
+    *epoch_count = text ? (double)steps * all : (c == 0 ? all : 0);
     if (u.loss && !isfinite(*raw)) {
         /* where the first non-finite value came from */
         tg_status f = tg_tape_check_finite(tr->tape, NULL);
@@ -411,8 +484,15 @@ static tg_status run_chunk(tg_trainer *tr, tgt_plan *p, int k, int c, int backwa
                                      : " (at the first step: the model overflows with its initial parameters)");
     }
     if (backward && u.loss && (st = tg_backward(tr->tape, u.loss))) return st;
-    for (int i = 0; i < tr->n_st; i++)
-        memcpy(p->carry[i], tg_data(u.state[i]), (size_t)tr->st_rows[i] * (size_t)cols * sizeof(tg_real));
+    for (int i = 0; i < tr->n_st; i++) {
+        if (p->size == 1) {
+            memcpy(p->carry[i], tg_data(u.state[i]), (size_t)tr->st_rows[i] * (size_t)cols * sizeof(tg_real));
+            continue;
+        }
+        for (int r = 0; r < tr->st_rows[i]; r++)
+            memcpy(p->carry[i] + (size_t)r * (size_t)all + (size_t)lo, tg_data(u.state[i]) + (size_t)r * (size_t)cols,
+                   (size_t)cols * sizeof(tg_real));
+    }
     p->has_carry = 1;
     return TG_OK;
 }
@@ -503,21 +583,23 @@ tg_status tg_trainer_step(tg_trainer *tr)
     ensure_plan(tr);
     tgt_plan *p = &tr->plan;
     tg_params_zero_grad(tr->ps);
-    double stats[2] = {0, 0};
+    double stats[2] = {0, 0}, ecount_sum = 0;
     for (int a = 0; a < tr->o.accumulate && tr->pos.batch < p->n_batches; a++) {
         double raw, count, ecount;
         tg_status st = run_chunk(tr, p, tr->pos.batch, tr->pos.chunk, 1, &raw, &count, &ecount);
         if (st) return st;
         stats[0] += raw;
         stats[1] += count;
-        tr->pos.epoch_loss += raw;
-        tr->pos.epoch_count += ecount;
+        ecount_sum += ecount;
         if (++tr->pos.chunk == tgt_batch_chunks(p, tr->pos.batch)) tr->pos.batch++, tr->pos.chunk = 0;
     }
     size_t n = tg_params_total(tr->ps);
     tg_real *g = tg_params_grads(tr->ps);
     if (tr->reduce_fn && tr->reduce_fn(g, n, stats, 2, tr->reduce_user))
         return tg_error(tr->ctx, TG_ERR_IO, "step %llu: gradient reduction failed", (unsigned long long)tr->pos.step + 1);
+    /* the epoch's loss from the summed stats, so that every shard decides alike */
+    tr->pos.epoch_loss += stats[0];
+    tr->pos.epoch_count += ecount_sum;
     if (tr->o.reduction == TG_REDUCE_MEAN && stats[1] > 0 && stats[1] != 1) {
         tg_real inv = (tg_real)(1.0 / stats[1]);
         for (size_t i = 0; i < n; i++) g[i] *= inv;
