@@ -457,6 +457,7 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     S.t0 = now();
+    S.shown_at = -1; /* the first step shows a line at once: a short run on a terminal still sees one */
     tg_status st = TG_OK;
     if (par && (rc = par->agree(par, CLI_OK))) st = TG_ERR_IO; /* another rank failed and said why */
     else st = tg_trainer_run(tr);
