@@ -388,6 +388,7 @@ static int train(const cli_cmd *cmd, int argc, char **argv)
     S.o = &o;
     S.tr = tr;
     S.tty = isatty(2);
+    S.shown_at = -1; /* a terminal sees the first step at once, however short the run */
     S.show = !o.quiet;
     S.width = term_width();
     const tg_train_progress *p0 = tg_trainer_progress(tr);
