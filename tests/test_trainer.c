@@ -334,6 +334,38 @@ Test(trainer, resume_with_dropout_is_bit_identical_and_evaluation_has_no_dropout
     free(data);
 }
 
+/* A reverse state's sweep starts at a sequence's end: no truncated BPTT. */
+Test(trainer, a_reverse_state_refuses_chunks_shorter_than_the_sequence)
+{
+    const char *text = "name: back\ndims: {input: 2, hidden: 3, output: 1}\n"
+                       "params:\n  U: [hidden, input]\n  W: [hidden, hidden]\n  V: [output, hidden]\n"
+                       "inputs: {x: [input]}\ntargets: {y: [output]}\n"
+                       "state:\n  hb: {shape: [hidden], direction: reverse}\n"
+                       "step:\n  - hb = tanh(U @ x + W @ hb)\n  - o = V @ hb\noutputs: [o]\n"
+                       "loss: squared_error(o, y)\n";
+    char *data = series(4, 6);
+    tg_model *m = model(text, NULL, 0);
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 1), TG_OK);
+    tg_trainset *s = csv(m, data);
+    tg_train_opts o = tg_train_defaults();
+    o.epochs = 2, o.bptt = 3;
+    tg_trainer *tr = tg_trainer_new(m, ps, &o);
+    cr_assert_eq(tg_trainer_set_data(tr, s, NULL), TG_ERR_ARG);
+    cr_assert_str_eq(tg_errmsg(ctx), "--bptt 3: state 'hb' of back runs in reverse, so the model trains on whole "
+                                     "sequences (no truncated BPTT)");
+    tg_trainer_free(tr);
+    o.bptt = 6; /* the longest sequence: whole sequences */
+    tr = tg_trainer_new(m, ps, &o);
+    cr_assert_eq(tg_trainer_set_data(tr, s, NULL), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_trainer_run(tr), TG_OK, "%s", tg_errmsg(ctx));
+    tg_trainer_free(tr);
+    tg_trainset_free(s);
+    tg_params_free(ps);
+    tg_model_free(m);
+    free(data);
+}
+
 /* Records the learning rate of every step. */
 typedef struct lrs { double lr[64]; int n; double valid[16]; int nv; } lrs;
 static int record(const tg_train_progress *p, void *user)
