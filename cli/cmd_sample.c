@@ -83,12 +83,14 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
     }
     tg_model *m = s.model;
     int V = tg_vocab_size(v), n_in = tg_model_count(m, TG_ROLE_INPUT), n_st = tg_model_count(m, TG_ROLE_STATE);
-    int n_out = tg_model_count(m, TG_ROLE_OUTPUT), which = -1, rows = 0, in_rows = 0;
+    int n_out = tg_model_count(m, TG_ROLE_OUTPUT), which = -1, rows = 0, in_rows = 0, index = 0;
     int *pidx = NULL;
     tg_real *x = NULL, *carry[256] = {0};
     double *prob = NULL;
     const tg_real *st0[256];
     if (n_in == 1) tg_model_var(m, TG_ROLE_INPUT, 0, &in_rows, NULL);
+    /* an index input (`index: vocab`) takes the character's index instead of a one-hot vector */
+    if (n_in == 1 && (tg_model_var_flags(m, TG_ROLE_INPUT, 0, &index) & TG_VAR_INDEX) && index == V) in_rows = V;
     for (int j = 0; j < n_out && which < 0; j++) {
         const char *name = tg_model_var(m, TG_ROLE_OUTPUT, j, &rows, NULL);
         if (output ? !strcmp(name, output) : rows == V) which = j;
@@ -134,7 +136,8 @@ static int sample(const cli_cmd *cmd, int argc, char **argv)
     if (prime) fputs(prime, stdout);
     for (size_t t = 0; t + 1 < n_prime + (size_t)length; t++) {
         memset(x, 0, (size_t)V * sizeof *x);
-        x[cur] = 1;
+        if (index) x[0] = (tg_real)cur;
+        else x[cur] = 1;
         const tg_real *in[1] = {x};
         tg_tape_reset(s.tape);
         tg_unroll u = {.params = s.params, .batch = 1, .t0 = 0, .steps = 1, .inputs = in,

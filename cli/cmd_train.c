@@ -383,7 +383,9 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
     }
     if (par && (rc = par->attach(par, tr, s.params, text))) goto out;
     if (tg_trainer_set_data(tr, data, valid)) {
-        rc = cli_error(CLI_BAD_INPUT, "tapegrad train: %s", tg_errmsg(ctx));
+        /* TG_ERR_ARG: the options do not fit the data (--batch, --bptt) */
+        rc = cli_error(tg_status_last(ctx) == TG_ERR_ARG ? CLI_USAGE : CLI_BAD_INPUT, "tapegrad train: %s",
+                       tg_errmsg(ctx));
         goto out;
     }
     if (ck && tg_trainer_resume(tr, ck)) {

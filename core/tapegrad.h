@@ -669,8 +669,12 @@ TG_API tg_trainer *tg_trainer_new(const tg_model *m, tg_params *ps, const tg_tra
 TG_API void tg_trainer_free(tg_trainer *tr);
 /* The data (borrowed; must outlive the trainer's use).  valid may be NULL.
  * Checks that the sets fit the model and the options (a text needs one input
- * and one target of size vocab; batch fits the data) and plans the epochs.
- * Call before stepping; again to change data (the position restarts). */
+ * and one target of size vocab, or declared `index: vocab`, then fed the
+ * character's index; batch fits the data; a model with a reverse state
+ * trains on whole sequences, so a shorter bptt is TG_ERR_ARG) and plans the
+ * epochs.  Training steps run the tape in training mode (dropout on);
+ * evaluation does not.  Call before stepping; again to change data (the
+ * position restarts). */
 TG_API tg_status tg_trainer_set_data(tg_trainer *tr, const tg_trainset *train, const tg_trainset *valid);
 /* One optimizer step (accumulate minibatches).  At the end of an epoch it
  * evaluates the validation set and applies target, patience and plateau.
@@ -728,7 +732,8 @@ TG_API tg_status tg_trainer_gather(tg_trainer *tr);
 /* Checkpoints: one binary file (train/ckpt_file.h) with the parameters,
  * the optimizer state, the position (epoch, batch, chunk, step, the epoch's
  * loss sums, the carried states), the options, the vocabulary, the best
- * parameters (patience) and the model file's own text with its dims, so the
+ * parameters (patience), the context's generator (dropout's masks resume
+ * where they stopped) and the model file's own text with its dims, so the
  * file alone resumes a run and serves run/sample/dump/grad.  Saving is
  * atomic; tg_trainer_save() does not lock (the tool holds a lock for the
  * run). */

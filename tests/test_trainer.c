@@ -231,6 +231,141 @@ Test(trainer, resume_of_a_text_run_is_bit_identical)
     free(a);
 }
 
+/* ELMAN with dropout on the hidden state before the output. */
+static const char *ELMAN_DROP =
+    "name: elman\n"
+    "dims: {input: 2, hidden: 3, output: 1}\n"
+    "params:\n"
+    "  U: {shape: [hidden, input], init: uniform(-0.5, 0.5)}\n"
+    "  W: {shape: [hidden, hidden], init: normal(0, 0.3)}\n"
+    "  b: {shape: [hidden], init: zeros}\n"
+    "  V: {shape: [output, hidden], init: xavier}\n"
+    "  c: {shape: [output], init: zeros}\n"
+    "inputs:  {x: [input]}\n"
+    "targets: {y: [output]}\n"
+    "state:   {h: {shape: [hidden], init: zeros}}\n"
+    "step:\n"
+    "  - h = tanh(U @ x + W @ h + b)\n"
+    "  - o = tanh(V @ dropout(h, 0.5) + c)\n"
+    "outputs: [o]\n"
+    "loss: squared_error(o, y)\n";
+
+/* Dropout draws its masks from the context's generator: the checkpoint keeps
+ * the generator, so a resumed run draws the masks the uninterrupted one drew. */
+Test(trainer, resume_with_dropout_is_bit_identical_and_evaluation_has_no_dropout)
+{
+    char *data = series(7, 9);
+    tg_train_opts o = tg_train_defaults();
+    o.optim = tg_optim_defaults(TG_OPTIM_ADAM);
+    o.optim.lr = 0.01;
+    o.epochs = 3, o.batch = 2, o.bptt = 4, o.seed = 5;
+    size_t n1, n2;
+    tg_real *a = train_run(ELMAN_DROP, NULL, 0, data, 0, o, 0.3, 0, &n1);
+    for (int k = 3; k <= 6; k += 3) {
+        tg_real *b = train_run(ELMAN_DROP, NULL, 0, data, 0, o, 0.3, k, &n2);
+        cr_assert_eq(n1, n2);
+        cr_assert(!memcmp(a, b, n1 * sizeof *a), "stopped at %d: resumed dropout run differs", k);
+        free(b);
+    }
+    free(a);
+
+    /* a training step applies dropout: from the same parameters it moves them
+     * elsewhere than the model without dropout does */
+    tg_model *md = model(ELMAN_DROP, NULL, 0), *m0 = model(ELMAN, NULL, 0);
+    tg_params *pd = tg_params_new(ctx), *p0 = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(md, pd, 7), TG_OK);
+    cr_assert_eq(tg_model_init_params(m0, p0, 7), TG_OK);
+    size_t n = tg_params_total(pd);
+    cr_assert(n == tg_params_total(p0) && !memcmp(tg_params_values(pd), tg_params_values(p0), n * sizeof(tg_real)));
+    tg_trainset *s = csv(m0, data);
+    tg_trainer *td = tg_trainer_new(md, pd, &o), *t0 = tg_trainer_new(m0, p0, &o);
+    cr_assert_eq(tg_trainer_set_data(td, s, NULL), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_trainer_set_data(t0, s, NULL), TG_OK, "%s", tg_errmsg(ctx));
+    /* evaluation is the identity on dropout: the same loss as without, every time */
+    double ld, ld2, l0;
+    cr_assert_eq(tg_trainer_evaluate(td, s, &ld), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_trainer_evaluate(td, s, &ld2), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_trainer_evaluate(t0, s, &l0), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert(ld == l0 && ld2 == l0, "evaluation with dropout %.17g, %.17g; without %.17g", ld, ld2, l0);
+    cr_assert_eq(tg_trainer_step(td), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_trainer_step(t0), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert(memcmp(tg_params_values(pd), tg_params_values(p0), n * sizeof(tg_real)),
+              "a training step with dropout moved the parameters as one without");
+
+    /* the saved generator is checked: all zeros is xoshiro's one invalid state */
+    cr_assert_eq(tg_trainer_save(td, path("d")), TG_OK, "%s", tg_errmsg(ctx));
+    for (int bad = 0; bad < 2; bad++) {
+        tgc_file *f;
+        char msg[512];
+        cr_assert_eq(tgc_open(path("d"), &f, msg, sizeof msg), TG_OK, "%s", msg);
+        tgc_writer *w = tgc_writer_new();
+        int seen = 0;
+        for (int i = 0; i < tgc_section_count(f); i++) {
+            const char *name = tgc_section_name(f, i);
+            tgc_cur c;
+            tgc_section(f, name, &c);
+            tgc_buf b = {0};
+            int rng = !strcmp(name, "rng");
+            seen += rng;
+            for (size_t k = 0; k < c.len; k++) tgc_put_u8(&b, rng ? 0 : c.p[k]);
+            if (rng && bad) tgc_put_u8(&b, 1); /* a byte past the four words */
+            cr_assert_eq(tgc_writer_add(w, name, &b), 0);
+        }
+        cr_assert_eq(seen, 1, "the checkpoint has one 'rng' section");
+        cr_assert_eq(tgc_writer_commit(w, path("dz"), msg, sizeof msg), TG_OK, "%s", msg);
+        tgc_writer_free(w);
+        tgc_close(f);
+        tg_checkpoint *ck = tg_checkpoint_open(ctx, path("dz"));
+        cr_assert_not_null(ck, "%s", tg_errmsg(ctx));
+        tg_trainer *t2 = tg_trainer_new(md, pd, &o);
+        cr_assert_eq(tg_trainer_set_data(t2, s, NULL), TG_OK);
+        cr_assert_eq(tg_trainer_resume(t2, ck), TG_ERR_PARSE);
+        char want[512];
+        snprintf(want, sizeof want, "%s: section 'rng': field 'rng' %s", path("dz"),
+                 bad ? "does not fit" : "is all zeros, not a state of the generator");
+        cr_assert_str_eq(tg_errmsg(ctx), want);
+        tg_trainer_free(t2);
+        tg_checkpoint_close(ck);
+    }
+    tg_trainer_free(td), tg_trainer_free(t0);
+    tg_trainset_free(s);
+    tg_params_free(pd), tg_params_free(p0);
+    tg_model_free(md), tg_model_free(m0);
+    free(data);
+}
+
+/* A reverse state's sweep starts at a sequence's end: no truncated BPTT. */
+Test(trainer, a_reverse_state_refuses_chunks_shorter_than_the_sequence)
+{
+    const char *text = "name: back\ndims: {input: 2, hidden: 3, output: 1}\n"
+                       "params:\n  U: [hidden, input]\n  W: [hidden, hidden]\n  V: [output, hidden]\n"
+                       "inputs: {x: [input]}\ntargets: {y: [output]}\n"
+                       "state:\n  hb: {shape: [hidden], direction: reverse}\n"
+                       "step:\n  - hb = tanh(U @ x + W @ hb)\n  - o = V @ hb\noutputs: [o]\n"
+                       "loss: squared_error(o, y)\n";
+    char *data = series(4, 6);
+    tg_model *m = model(text, NULL, 0);
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 1), TG_OK);
+    tg_trainset *s = csv(m, data);
+    tg_train_opts o = tg_train_defaults();
+    o.epochs = 2, o.bptt = 3;
+    tg_trainer *tr = tg_trainer_new(m, ps, &o);
+    cr_assert_eq(tg_trainer_set_data(tr, s, NULL), TG_ERR_ARG);
+    cr_assert_str_eq(tg_errmsg(ctx), "--bptt 3: state 'hb' of back runs in reverse, so the model trains on whole "
+                                     "sequences (no truncated BPTT)");
+    tg_trainer_free(tr);
+    o.bptt = 6; /* the longest sequence: whole sequences */
+    tr = tg_trainer_new(m, ps, &o);
+    cr_assert_eq(tg_trainer_set_data(tr, s, NULL), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_trainer_run(tr), TG_OK, "%s", tg_errmsg(ctx));
+    tg_trainer_free(tr);
+    tg_trainset_free(s);
+    tg_params_free(ps);
+    tg_model_free(m);
+    free(data);
+}
+
 /* Records the learning rate of every step. */
 typedef struct lrs { double lr[64]; int n; double valid[16]; int nv; } lrs;
 static int record(const tg_train_progress *p, void *user)

@@ -9,6 +9,8 @@
  *             the carried states
  *   vocab     a text run's code points
  *   best      the best parameters of a run with patience
+ *   rng       the context's generator (xoshiro256**, 4 words): dropout's
+ *             masks go on where they stopped (absent in older files)
  * Every number read back is checked against the run it resumes before
  * anything is changed, with a message naming the file and the field. */
 #include "train_internal.h"
@@ -201,6 +203,8 @@ tg_status tg_trainer_save(tg_trainer *tr, const char *path)
         put_params(&b, m, tr->ps, tr->best);
         tgc_writer_add(w, "best", &b);
     }
+    for (int i = 0; i < 4; i++) tgc_put_u64(&b, tr->ctx->rng[i]);
+    tgc_writer_add(w, "rng", &b);
     char msg[4400];
     tg_status st = tgc_writer_commit(w, path, msg, sizeof msg);
     tgc_writer_free(w);
@@ -575,6 +579,17 @@ static tg_status resume(tg_trainer *tr, tg_checkpoint *c)
     if (oc.err) return cur_error(c, &oc);
     tgc_cur bc;
     int has_best = tgc_section(c->f, "best", &bc);
+    /* the generator: four words, not all zero (xoshiro's one invalid state) */
+    uint64_t rng[4] = {0};
+    tgc_cur rc;
+    int has_rng = tgc_section(c->f, "rng", &rc);
+    if (has_rng) {
+        for (int i = 0; i < 4; i++) rng[i] = tgc_get_u64(&rc);
+        if (!rc.err && rc.pos != rc.len) tgc_cur_fail(&rc, "field 'rng' does not fit");
+        if (!rc.err && !(rng[0] | rng[1] | rng[2] | rng[3]))
+            tgc_cur_fail(&rc, "field 'rng' is all zeros, not a state of the generator");
+        if (rc.err) return cur_error(c, &rc);
+    }
     /* everything checked but values: now read (params first: their shapes are checked there) */
     if (read_params(c, "params", m, tr->ps, NULL)) return tg_status_last(ctx);
     if (tr->n_scalars != tg_params_total(tr->ps))
@@ -611,6 +626,7 @@ static tg_status resume(tg_trainer *tr, tg_checkpoint *c)
         }
         if (cur.err) return cur_error(c, &cur);
     }
+    if (has_rng) memcpy(tr->ctx->rng, rng, sizeof rng);
     tr->plan.has_carry = has_carry;
     tr->plan.filled = -1;
     tr->pos = p;

@@ -84,6 +84,7 @@ struct tg_trainer {
     tg_optim *opt;
     tg_tape *tape;
     int n_in, n_tg, n_st, *st_rows;
+    int *in_flags, *tg_flags; /* tg_model_var_flags() of each input and target */
     const tg_trainset *train, *valid;
     tgt_plan plan;
     int plan_epoch;          /* the epoch plan is shuffled for; -1 none */

@@ -117,18 +117,25 @@ tg_status tgt_plan_init(tg_trainer *tr, tgt_plan *p, const tg_trainset *s)
     }
     int bptt = tr->o.bptt < 0 ? (s->kind == TGT_TEXT ? TEXT_BPTT : 0) : tr->o.bptt;
     p->K = bptt > 0 && bptt < p->T_max ? bptt : p->T_max;
+    /* a reverse sweep starts at the end of a sequence: no chunks */
+    for (int i = 0; i < tr->n_st && p->K < p->T_max; i++)
+        if (tg_model_var_flags(tr->m, TG_ROLE_STATE, i, NULL) & TG_VAR_REVERSE)
+            return tg_error(tr->ctx, TG_ERR_ARG, "--bptt %d: state '%s' of %s runs in reverse, so the model trains on "
+                            "whole sequences (no truncated BPTT)", p->K, tg_model_var(tr->m, TG_ROLE_STATE, i, NULL, NULL),
+                            tg_model_name(tr->m));
     int span = s->kind == TGT_TEXT ? p->K : p->T_max;
     p->in = calloc((size_t)tr->n_in + 1, sizeof *p->in);
     p->tg = calloc((size_t)tr->n_tg + 1, sizeof *p->tg);
     p->carry = calloc((size_t)tr->n_st + 1, sizeof *p->carry);
     int oom = !p->in || !p->tg || !p->carry;
-    /* a text feeds one input and one target of vocab rows */
+    /* a text feeds one input and one target of vocab rows, or one row of indices */
     for (int i = 0; !oom && i < tr->n_in; i++) {
-        size_t rows = (size_t)(s->kind == TGT_TEXT ? s->vocab->n : s->rows[i]);
+        size_t rows = (size_t)(s->kind == TGT_TEXT ? (tr->in_flags[i] & TG_VAR_INDEX ? 1 : s->vocab->n) : s->rows[i]);
         oom = !(p->in[i] = malloc((size_t)span * rows * (size_t)p->B * sizeof(tg_real)));
     }
     for (int i = 0; !oom && i < tr->n_tg; i++) {
-        size_t rows = (size_t)(s->kind == TGT_TEXT ? s->vocab->n : s->rows[tr->n_in + i]);
+        size_t rows = (size_t)(s->kind == TGT_TEXT ? (tr->tg_flags[i] & TG_VAR_INDEX ? 1 : s->vocab->n)
+                                                   : s->rows[tr->n_in + i]);
         oom = !(p->tg[i] = malloc((size_t)span * rows * (size_t)p->B * sizeof(tg_real)));
     }
     for (int i = 0; !oom && i < tr->n_st; i++)
@@ -178,23 +185,27 @@ void tgt_plan_epoch(tgt_plan *p, uint64_t seed, uint64_t epoch, int shuffle)
     }
 }
 
-/* Sequences: the whole batch k from step 0; text: steps [t0, t0 + steps)
- * of the B streams, one-hot, from offset 0. */
-static void plan_fill(tgt_plan *p, int n_in, int n_tg, int k, int t0, int steps)
+/* Sequences: the whole batch k from step 0 (a `per: sequence` target: its
+ * one block); text: steps [t0, t0 + steps) of the B streams from offset 0,
+ * one-hot, or for an `index: vocab` variable the index, [1, B] a step. */
+static void plan_fill(const tg_trainer *tr, tgt_plan *p, int k, int t0, int steps)
 {
     const tg_trainset *s = p->set;
+    int n_in = tr->n_in, n_tg = tr->n_tg;
     int lo, B = shard_cols(p, tgt_batch_cols(p, k), &lo); /* this plan's columns */
     if (s->kind == TGT_TEXT) {
         int V = s->vocab->n;
-        size_t L = (size_t)p->T_max;
-        memset(p->in[0], 0, (size_t)steps * (size_t)V * (size_t)B * sizeof(tg_real));
-        memset(p->tg[0], 0, (size_t)steps * (size_t)V * (size_t)B * sizeof(tg_real));
+        int xi = tr->in_flags[0] & TG_VAR_INDEX, yi = tr->tg_flags[0] & TG_VAR_INDEX;
+        size_t L = (size_t)p->T_max, Vx = xi ? 1 : (size_t)V, Vy = yi ? 1 : (size_t)V;
+        memset(p->in[0], 0, (size_t)steps * Vx * (size_t)B * sizeof(tg_real));
+        memset(p->tg[0], 0, (size_t)steps * Vy * (size_t)B * sizeof(tg_real));
         for (int t = 0; t < steps; t++)
             for (int j = 0; j < B; j++) {
-                size_t at = (size_t)(lo + j) * L + (size_t)(t0 + t);
-                size_t blk = (size_t)t * (size_t)V * (size_t)B;
-                p->in[0][blk + (size_t)s->sym[at] * (size_t)B + (size_t)j] = 1;
-                p->tg[0][blk + (size_t)s->sym[at + 1] * (size_t)B + (size_t)j] = 1;
+                size_t at = (size_t)(lo + j) * L + (size_t)(t0 + t), a = (size_t)s->sym[at], b = (size_t)s->sym[at + 1];
+                if (xi) p->in[0][(size_t)t * (size_t)B + (size_t)j] = (tg_real)a;
+                else p->in[0][((size_t)t * Vx + a) * (size_t)B + (size_t)j] = 1;
+                if (yi) p->tg[0][(size_t)t * (size_t)B + (size_t)j] = (tg_real)b;
+                else p->tg[0][((size_t)t * Vy + b) * (size_t)B + (size_t)j] = 1;
             }
         return;
     }
@@ -206,7 +217,8 @@ static void plan_fill(tgt_plan *p, int n_in, int n_tg, int k, int t0, int steps)
             int rows = s->rows[v];
             const tg_real *src = s->vals[(size_t)it->seq * (size_t)nv + (size_t)v];
             tg_real *dst = v < n_in ? p->in[v] : p->tg[v - n_in];
-            for (int t = 0; t < T; t++)
+            int once = v >= n_in && (tr->tg_flags[v - n_in] & TG_VAR_PER_SEQUENCE); /* one block, not one per step */
+            for (int t = 0; t < (once ? 1 : T); t++)
                 for (int r = 0; r < rows; r++)
                     dst[((size_t)t * (size_t)rows + (size_t)r) * (size_t)B + (size_t)j] =
                         src[((size_t)t * (size_t)rows + (size_t)r) * (size_t)b + (size_t)it->col];
@@ -274,8 +286,12 @@ tg_trainer *tg_trainer_new(const tg_model *m, tg_params *ps, const tg_train_opts
     tr->n_tg = tg_model_count(m, TG_ROLE_TARGET);
     tr->n_st = tg_model_count(m, TG_ROLE_STATE);
     tr->st_rows = calloc((size_t)tr->n_st + 1, sizeof *tr->st_rows);
+    tr->in_flags = calloc((size_t)tr->n_in + 1, sizeof *tr->in_flags);
+    tr->tg_flags = calloc((size_t)tr->n_tg + 1, sizeof *tr->tg_flags);
     for (int i = 0; tr->st_rows && i < tr->n_st; i++) tg_model_var(m, TG_ROLE_STATE, i, &tr->st_rows[i], NULL);
-    if (!tr->st_rows || !(tr->opt = tg_optim_new(ps, &o.optim)) || !(tr->tape = tg_tape_new(ctx))) {
+    for (int i = 0; tr->in_flags && i < tr->n_in; i++) tr->in_flags[i] = tg_model_var_flags(m, TG_ROLE_INPUT, i, NULL);
+    for (int i = 0; tr->tg_flags && i < tr->n_tg; i++) tr->tg_flags[i] = tg_model_var_flags(m, TG_ROLE_TARGET, i, NULL);
+    if (!tr->st_rows || !tr->in_flags || !tr->tg_flags || !(tr->opt = tg_optim_new(ps, &o.optim)) || !(tr->tape = tg_tape_new(ctx))) {
         if (!tg_status_last(ctx)) tg_error(ctx, TG_ERR_NOMEM, "out of memory");
         tg_trainer_free(tr);
         return NULL;
@@ -294,6 +310,7 @@ void tg_trainer_free(tg_trainer *tr)
     tg_optim_free(tr->opt);
     tg_tape_free(tr->tape);
     free(tr->st_rows);
+    free(tr->in_flags), free(tr->tg_flags);
     free(tr->best);
     free(tr);
 }
@@ -302,10 +319,12 @@ static tg_status check_set(tg_trainer *tr, const tg_trainset *s)
 {
     const tg_model *m = tr->m;
     if (s->kind == TGT_TEXT) {
-        int V = s->vocab->n, ri = 0, rt = 0;
-        if (tr->n_in == 1) tg_model_var(m, TG_ROLE_INPUT, 0, &ri, NULL);
-        if (tr->n_tg == 1) tg_model_var(m, TG_ROLE_TARGET, 0, &rt, NULL);
-        if (tr->n_in != 1 || tr->n_tg != 1 || ri != V || rt != V)
+        /* one-hot over the vocabulary or an index into it (vi, vt: the declared vocab) */
+        int V = s->vocab->n, ri = 0, rt = 0, vi = 0, vt = 0;
+        if (tr->n_in == 1) tg_model_var(m, TG_ROLE_INPUT, 0, &ri, NULL), tg_model_var_flags(m, TG_ROLE_INPUT, 0, &vi);
+        if (tr->n_tg == 1) tg_model_var(m, TG_ROLE_TARGET, 0, &rt, NULL), tg_model_var_flags(m, TG_ROLE_TARGET, 0, &vt);
+        if (tr->n_in != 1 || tr->n_tg != 1 || (vi ? vi : ri) != V || (vt ? vt : rt) != V ||
+            (tr->tg_flags[0] & TG_VAR_PER_SEQUENCE))
             return tg_error(tr->ctx, TG_ERR_SHAPE, "%s: a character model has one input and one target of size vocab "
                             "(%d here); this one has %d inputs and %d targets", s->name, V, tr->n_in, tr->n_tg);
         return TG_OK;
@@ -376,10 +395,10 @@ tg_status tg_trainer_set_data(tg_trainer *tr, const tg_trainset *train, const tg
     if (!train) return tg_error(tr->ctx, TG_ERR_ARG, "tg_trainer_set_data: a training set is required");
     if (check_set(tr, train) || (valid && check_set(tr, valid))) return tg_status_last(tr->ctx);
     if (valid && train->kind != valid->kind)
-        return tg_error(tr->ctx, TG_ERR_ARG, "%s: validation data must be of the training data's kind (%s)",
+        return tg_error(tr->ctx, TG_ERR_SHAPE, "%s: validation data must be of the training data's kind (%s)",
                         valid->name, train->kind == TGT_TEXT ? "text" : "sequences");
     if (valid && valid->kind == TGT_TEXT && valid->vocab->n != train->vocab->n)
-        return tg_error(tr->ctx, TG_ERR_ARG, "%s: the validation text has another vocabulary than the training text",
+        return tg_error(tr->ctx, TG_ERR_SHAPE, "%s: the validation text has another vocabulary than the training text",
                         valid->name);
     tgt_plan_free(&tr->plan, tr->n_in, tr->n_tg, tr->n_st);
     tr->train = train;
@@ -442,8 +461,8 @@ static tg_status run_chunk(tg_trainer *tr, tgt_plan *p, int k, int c, int backwa
         p->has_carry = 1;
         return TG_OK;
     }
-    if (text) plan_fill(p, tr->n_in, tr->n_tg, k, t0, steps);
-    else if (p->filled != k) plan_fill(p, tr->n_in, tr->n_tg, k, 0, T);
+    if (text) plan_fill(tr, p, k, t0, steps);
+    else if (p->filled != k) plan_fill(tr, p, k, 0, T);
     const tg_real *inp[TGT_MAX_VARS], *tgp[TGT_MAX_VARS], *st0[TGM_MAX_DECLS];
     for (int i = 0; i < tr->n_in; i++) inp[i] = p->in[i];
     for (int i = 0; i < tr->n_tg; i++) tgp[i] = p->tg[i];
@@ -457,6 +476,7 @@ static tg_status run_chunk(tg_trainer *tr, tgt_plan *p, int k, int c, int backwa
         }
     }
     tg_tape_reset(tr->tape);
+    tg_tape_set_training(tr->tape, backward); /* dropout in training steps only, not in evaluation */
     tg_unroll u = {
         .params = tr->ps,
         .batch = cols,
