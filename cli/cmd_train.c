@@ -470,7 +470,16 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
     if (rc) goto out;
     if (par && par->stopped) interrupted = SIGINT;
     flush_row(&S, NAN);
-    if (S.log) fclose(S.log), S.log = NULL;
+    if (S.log) {
+        /* a full disk shows first here: the rows were buffered */
+        int bad = ferror(S.log);
+        bad |= fclose(S.log) != 0;
+        S.log = NULL;
+        if (bad && !rc && o.log) {
+            rc = cli_error(CLI_FAILURE, "tapegrad train: %s: writing the log failed: %s", o.log, strerror(errno));
+            goto out;
+        }
+    }
     const tg_train_progress *p = tg_trainer_progress(tr);
     tg_train_end end = tg_trainer_end(tr);
     if (S.show && S.tty && !json) fputc('\n', stderr);

@@ -5,6 +5,7 @@
  * Ctrl-C; mismatched checkpoints refused; truncated BPTT; shuffling from the
  * seed; bad flags.  Each test works in its own temporary directory. */
 #define _XOPEN_SOURCE 600
+#include <dirent.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -686,4 +687,31 @@ Test(train, data_is_read_safely_a_fifo_utf16_and_bad_csv_are_refused_by_position
     rc = TOOL("train", model("elman.yaml"), "--data", "i.csv", "--epochs", "1");
     cr_assert_eq(rc, 3, "exit %d: %s", rc, err);
     cr_assert(strstr(err, "tapegrad train: i.csv:3:3: 'inf' is not a finite number"), "%s", err);
+}
+
+/* A full disk (a 16 KiB tmpfs; mounting needs root, as CI runs): the log's
+ * buffered rows fail at its close, the checkpoint at its save; both exit 4
+ * with the reason, and no temporary is left on the disk. */
+Test(train, a_full_disk_fails_the_log_and_the_checkpoint_clearly)
+{
+    cr_assert_eq(mkdir(path("fs"), 0755), 0);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=16k tmpfs %s 2>/dev/null", path("fs"));
+    if (system(cmd) != 0) cr_skip_test("cannot mount a small tmpfs here (needs root)");
+    write_series("s.csv", 2, 5);
+    int rc = TOOL("train", model("elman.yaml"), "--data", "s.csv", "--epochs", "3000", "--quiet", "--log", "fs/log.csv");
+    int rc2 = TOOL("train", model("elman.yaml"), "--data", "s.csv", "--epochs", "2", "--quiet", "--dim", "hidden=64",
+                   "--save", "fs/x.ckpt");
+    static char err2[1 << 12];
+    snprintf(err2, sizeof err2, "%s", err);
+    DIR *dp = opendir(path("fs"));
+    int temps = 0;
+    for (struct dirent *e; dp && (e = readdir(dp));) temps += strstr(e->d_name, ".tmp.") != NULL;
+    if (dp) closedir(dp);
+    snprintf(cmd, sizeof cmd, "umount %s", path("fs"));
+    cr_assert_eq(system(cmd), 0);
+    cr_expect_eq(rc, 4, "log: exit %d", rc);
+    cr_expect_eq(rc2, 4, "save: exit %d: %s", rc2, err2);
+    cr_expect(strstr(err2, "No space left on device") || strstr(err2, "no space"), "%s", err2);
+    cr_expect_eq(temps, 0, "temporaries left on the full disk");
 }
