@@ -1,6 +1,12 @@
 /* gradcheck.c — compares the reverse sweep with finite differences of the same
  * function.  The 5-point stencil's error is O(h^4), which lets h be large
- * enough that rounding stays small even in float32. */
+ * enough that rounding stays small even in float32.
+ * Wider or higher-order stencils in double were measured and rejected: a
+ * 9-point (order 8) stencil at h = 5e-3 moves a value by 0.02 and crosses the
+ * kinks of stacked.yaml (2.6e-5 error); at h = 2e-2 truncation on ln_lstm
+ * reaches 6.3e-7.  Yet long unrolled losses (char_rnn, loss ~1e3) carry
+ * rounding noise of ~1e-11 per evaluation, which needs h >= ~0.05 for a 1e-9
+ * check, so no fixed step serves every model. */
 #include "tg_internal.h"
 #include <math.h>
 
