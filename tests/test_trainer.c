@@ -664,6 +664,7 @@ Test(trainer, csv_refuses_nul_nonfinite_out_of_range_and_overlong_sequences)
         {"x[0],x[1],y\n1,2\n", 0, "s.csv:2: expected 3 values, found 2"},
         {"x[0],x[1],y\n1,2,3,4\n", 0, "s.csv:2: more than the header's 3 values"},
         {"x[0],x[1],y\n1,zz,3\n", 0, "s.csv:2:3: expected a number, found 'zz'"},
+        {"x[0],x[1],y\n1,0x10,3\n", 0, "s.csv:2:3: '0x10' is a hexadecimal number; write numbers in decimal"},
         {"x[0],y\n1,2\n", 0, "s.csv:1: the header lacks input 'x'"},
         {"x[0],x[1],q\n", 0, "s.csv:1:11: column 'q' is not an input or target of model 'elman'"},
         {"x[0],x[1],y\n", 0, "s.csv: no data lines"},

@@ -477,6 +477,13 @@ static tg_status csv_number(tg_trainset *s, const char *text, const char *p, con
         return tg_error(s->ctx, TG_ERR_PARSE, "%s:%d:%d: '%.*s' is out of range for %s (largest %g)", s->name, line,
                         col, (int)(e - p), p, sizeof(tg_real) == 4 ? "float" : "double", limit);
     }
+    /* strtod also reads C's hexadecimal floats (0x10 is 16): not a CSV number */
+    for (const char *q = p; q < e; q++)
+        if (*q == 'x' || *q == 'X') {
+            line_col(text, p, &line, &col);
+            return tg_error(s->ctx, TG_ERR_PARSE, "%s:%d:%d: '%.*s' is a hexadecimal number; write numbers in decimal",
+                            s->name, line, col, (int)(e - p), p);
+        }
     *end = e;
     return TG_OK;
 }
