@@ -66,7 +66,7 @@ def test_a_stopped_run_resumes_bit_for_bit(tmp_path):
         assert again.params[k].tobytes() == whole[k].tobytes()
 
 
-def test_ctrl_c_saves_the_checkpoint_and_is_raised_again(tmp_path, capfd):
+def test_ctrl_c_saves_the_checkpoint_and_is_raised_again(tmp_path, capfd, request):
     m = tapegrad.Model(ELMAN)
     data = sequences(m)
     whole = m.init_params(seed=5)
@@ -80,6 +80,10 @@ def test_ctrl_c_saves_the_checkpoint_and_is_raised_again(tmp_path, capfd):
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
     p = m.init_params(seed=5)
     tr = tapegrad.Trainer(m, p, optimizer="adam", lr=0.01, batch=3, clip=1.0)
+    # Python installs its Ctrl-C handler only when SIGINT is not ignored at start-up, and a
+    # runner started in the background (`make check &`) ignores it: install it here
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, old))
     with pytest.raises(KeyboardInterrupt):
         tr.fit(data, epochs=4, callback=interrupt, checkpoint=tmp_path / "c.ckpt")
     err = capfd.readouterr().err
