@@ -86,6 +86,7 @@ for ex in "$build"/examples/*; do
   case $(basename "$ex") in
     gen_sine) run 0 "$ex" 2 5 20 1 ;;
     gen_adding) run 0 "$ex" 4 10 1 ;;
+    train_char) run 0 "$ex" models/char_rnn.yaml "$tmp/text.txt" "$tmp/train_char.tgckpt" ;;
     *) run 0 "$ex" ;;
   esac
 done
