@@ -123,13 +123,6 @@ static inline void binary_backward(tg_tensor *out, int kind)
                    row_step(a), col_step(a), kind == SUB ? -1 : 1);
 }
 
-static int binary_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err,
-                        size_t err_len)
-{
-    if (ops_check_inputs(n, 2, in, err, err_len)) return -1;
-    return tg_broadcast_shape(n, in, out, NULL, err, err_len);
-}
-
 /* y = a + b;  da += dy,  db += dy  (each summed over its broadcast dimensions) */
 static void add_forward(tg_tensor *out) { binary_forward(out, ADD); }
 static void add_backward(tg_tensor *out) { binary_backward(out, ADD); }
@@ -154,14 +147,14 @@ static void mul_backward(tg_tensor *out) { binary_backward(out, MUL); }
     }
 
 const tg_builtin_op tg_op_add = {
-    .name = "add", .arity = 2, .differentiable = true, .shape = binary_shape,
+    .name = "add", .arity = 2, .differentiable = true, .shape = ops_binary_shape,
     .forward = add_forward, .backward = add_backward, .test = BINARY_TEST,
 };
 const tg_builtin_op tg_op_sub = {
-    .name = "sub", .arity = 2, .differentiable = true, .shape = binary_shape,
+    .name = "sub", .arity = 2, .differentiable = true, .shape = ops_binary_shape,
     .forward = sub_forward, .backward = sub_backward, .test = BINARY_TEST,
 };
 const tg_builtin_op tg_op_mul = {
-    .name = "mul", .arity = 2, .differentiable = true, .shape = binary_shape,
+    .name = "mul", .arity = 2, .differentiable = true, .shape = ops_binary_shape,
     .forward = mul_forward, .backward = mul_backward, .test = BINARY_TEST,
 };

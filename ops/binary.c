@@ -80,13 +80,6 @@ static inline void binary_backward(tg_tensor *out, int kind)
         }
 }
 
-static int binary_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err,
-                        size_t err_len)
-{
-    if (ops_check_inputs(n, 2, in, err, err_len)) return -1;
-    return tg_broadcast_shape(n, in, out, NULL, err, err_len);
-}
-
 /* y = a / b;  da += dy / b,  db -= dy a / b^2 = dy y / b */
 static void div_forward(tg_tensor *out) { binary_forward(out, DIV); }
 static void div_backward(tg_tensor *out) { binary_backward(out, DIV); }
@@ -158,22 +151,22 @@ static int prepare_mod(int n_in, tg_real *const *v, const int (*shape)[2], const
     }
 
 const tg_builtin_op tg_op_div = {
-    .name = "div", .arity = 2, .differentiable = true, .shape = binary_shape,
+    .name = "div", .arity = 2, .differentiable = true, .shape = ops_binary_shape,
     .forward = div_forward, .backward = div_backward,
     .test = {BINARY_CASES, .tol = 1e-3, .prepare = prepare_div},
 };
 const tg_builtin_op tg_op_max = {
-    .name = "max", .arity = 2, .differentiable = true, .shape = binary_shape,
+    .name = "max", .arity = 2, .differentiable = true, .shape = ops_binary_shape,
     .forward = max_forward, .backward = max_backward,
     .test = {BINARY_CASES, .tol = 1e-3, .prepare = prepare_maxmin},
 };
 const tg_builtin_op tg_op_min = {
-    .name = "min", .arity = 2, .differentiable = true, .shape = binary_shape,
+    .name = "min", .arity = 2, .differentiable = true, .shape = ops_binary_shape,
     .forward = min_forward, .backward = min_backward,
     .test = {BINARY_CASES, .tol = 1e-3, .prepare = prepare_maxmin},
 };
 const tg_builtin_op tg_op_mod = {
-    .name = "mod", .arity = 2, .differentiable = true, .shape = binary_shape,
+    .name = "mod", .arity = 2, .differentiable = true, .shape = ops_binary_shape,
     .forward = mod_forward, .backward = mod_backward,
     .test = {BINARY_CASES, .tol = 1e-3, .prepare = prepare_mod},
 };

@@ -28,3 +28,23 @@ int tg_broadcast_shape(int n, const int (*in)[2], int out[2], const char *op, ch
     out[1] = in[big[1]][1];
     return 0;
 }
+
+/* The shape rule of every two-input elementwise op (add, sub, mul, div, max,
+ * min, mod, the comparisons): exactly two inputs, broadcast as above. */
+int ops_binary_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err, size_t err_len)
+{
+    (void)attrs;
+    if (ops_check_inputs(n, 2, in, err, err_len)) return -1;
+    return tg_broadcast_shape(n, in, out, NULL, err, err_len);
+}
+
+/* The shape rule of every one-input elementwise op (tanh, sigmoid, relu, exp,
+ * log, sqrt, abs, softplus, and pow after its own attribute check). */
+int ops_unary_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err, size_t err_len)
+{
+    (void)attrs;
+    if (ops_check_inputs(n, 1, in, err, err_len)) return -1;
+    out[0] = in[0][0];
+    out[1] = in[0][1];
+    return 0;
+}

@@ -35,13 +35,6 @@ static inline void compare_forward(tg_tensor *out, int kind)
                            b->val[ops_bcast_at(b->rows, b->cols, i, j)]);
 }
 
-static int broadcast_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err,
-                           size_t err_len)
-{
-    if (ops_check_inputs(n, 2, in, err, err_len)) return -1;
-    return tg_broadcast_shape(n, in, out, NULL, err, err_len);
-}
-
 /* y = [a == b] and so on; no gradient to either side */
 static void eq_forward(tg_tensor *out) { compare_forward(out, EQ); }
 static void ne_forward(tg_tensor *out) { compare_forward(out, NE); }
@@ -117,7 +110,7 @@ static int prepare_where(int n_in, tg_real *const *v, const int (*shape)[2], con
 
 #define COMPARE_OP(op)                                                                             \
     const tg_builtin_op tg_op_##op = {                                                             \
-        .name = #op, .arity = 2, .differentiable = false, .shape = broadcast_shape,                \
+        .name = #op, .arity = 2, .differentiable = false, .shape = ops_binary_shape,                \
         .forward = op##_forward, .test = COMPARE_TEST,                                             \
     };
 COMPARE_OP(eq)

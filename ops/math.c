@@ -4,15 +4,6 @@
  * sqrt(-1) reaches anomaly detection where it happened. */
 #include "ops_real.h"
 
-static int same_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err,
-                      size_t err_len)
-{
-    if (ops_check_inputs(n, 1, in, err, err_len)) return -1;
-    out[0] = in[0][0];
-    out[1] = in[0][1];
-    return 0;
-}
-
 /* y = sqrt x;  dx += dy / (2 y)  (x = 0 gives an infinite gradient, as it must) */
 static void sqrt_forward(tg_tensor *out)
 {
@@ -76,7 +67,7 @@ static int pow_shape(int n, const int (*in)[2], const double *attrs, int out[2],
         snprintf(err, err_len, "the exponent must be a finite number, got %g", attrs ? attrs[0] : NAN);
         return -1;
     }
-    return same_shape(n, in, attrs, out, err, err_len);
+    return ops_unary_shape(n, in, attrs, out, err, err_len);
 }
 
 static void pow_forward(tg_tensor *out)
@@ -113,17 +104,17 @@ static int prepare_pow(int n_in, tg_real *const *v, const int (*shape)[2], const
     }
 
 const tg_builtin_op tg_op_sqrt = {
-    .name = "sqrt", .arity = 1, .differentiable = true, .shape = same_shape,
+    .name = "sqrt", .arity = 1, .differentiable = true, .shape = ops_unary_shape,
     .forward = sqrt_forward, .backward = sqrt_backward,
     .test = {UNARY_CASES, .lo = 0.2, .hi = 3, .tol = 1e-3},
 };
 const tg_builtin_op tg_op_abs = {
-    .name = "abs", .arity = 1, .differentiable = true, .shape = same_shape,
+    .name = "abs", .arity = 1, .differentiable = true, .shape = ops_unary_shape,
     .forward = abs_forward, .backward = abs_backward,
     .test = {UNARY_CASES, .lo = -2, .hi = 2, .kink = 0.1, .kink_at = 0, .tol = 1e-3},
 };
 const tg_builtin_op tg_op_softplus = {
-    .name = "softplus", .arity = 1, .differentiable = true, .shape = same_shape,
+    .name = "softplus", .arity = 1, .differentiable = true, .shape = ops_unary_shape,
     .forward = softplus_forward, .backward = softplus_backward,
     .test = {UNARY_CASES, .lo = -4, .hi = 4, .tol = 1e-3},
 };

@@ -57,6 +57,10 @@ int tg_check_indices(const tg_tensor *idx, int limit, const char *pre, const cha
 int tg_test_indices(int n_in, tg_real *const *v, const int (*shape)[2], const double *attrs);
 
 
+/* broadcast.c: the shape rules of the one- and two-input elementwise ops */
+int ops_unary_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err, size_t err_len);
+int ops_binary_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err, size_t err_len);
+
 /* Where an input's element for output element (i, j) lives when the input
  * is broadcast: a dimension of 1 repeats (arith.c's rule). */
 static inline size_t ops_bcast_at(int rows, int cols, int i, int j)

@@ -173,15 +173,6 @@ void tg_sigmoid_inplace(tg_real *y, size_t n)
 #endif
 }
 
-static int same_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err,
-                      size_t err_len)
-{
-    if (ops_check_inputs(n, 1, in, err, err_len)) return -1;
-    out[0] = in[0][0];
-    out[1] = in[0][1];
-    return 0;
-}
-
 /* y = tanh x;  dx += dy (1 - y^2) */
 static void tanh_forward(tg_tensor *out)
 {
@@ -295,27 +286,27 @@ static void log_backward(tg_tensor *out)
     }
 
 const tg_builtin_op tg_op_tanh = {
-    .name = "tanh", .arity = 1, .differentiable = true, .shape = same_shape,
+    .name = "tanh", .arity = 1, .differentiable = true, .shape = ops_unary_shape,
     .forward = tanh_forward, .backward = tanh_backward,
     .test = {UNARY_CASES, .lo = -3, .hi = 3, .tol = 1e-3},
 };
 const tg_builtin_op tg_op_sigmoid = {
-    .name = "sigmoid", .arity = 1, .differentiable = true, .shape = same_shape,
+    .name = "sigmoid", .arity = 1, .differentiable = true, .shape = ops_unary_shape,
     .forward = sigmoid_forward, .backward = sigmoid_backward,
     .test = {UNARY_CASES, .lo = -4, .hi = 4, .tol = 1e-3},
 };
 const tg_builtin_op tg_op_relu = {
-    .name = "relu", .arity = 1, .differentiable = true, .shape = same_shape,
+    .name = "relu", .arity = 1, .differentiable = true, .shape = ops_unary_shape,
     .forward = relu_forward, .backward = relu_backward,
     .test = {UNARY_CASES, .kink = 0.05, .kink_at = 0, .tol = 1e-3},
 };
 const tg_builtin_op tg_op_exp = {
-    .name = "exp", .arity = 1, .differentiable = true, .shape = same_shape,
+    .name = "exp", .arity = 1, .differentiable = true, .shape = ops_unary_shape,
     .forward = exp_forward, .backward = exp_backward,
     .test = {UNARY_CASES, .lo = -2, .hi = 2, .tol = 1e-3},
 };
 const tg_builtin_op tg_op_log = {
-    .name = "log", .arity = 1, .differentiable = true, .shape = same_shape,
+    .name = "log", .arity = 1, .differentiable = true, .shape = ops_unary_shape,
     .forward = log_forward, .backward = log_backward,
     .test = {UNARY_CASES, .lo = 0.5, .hi = 2, .tol = 1e-3},
 };
