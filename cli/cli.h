@@ -139,6 +139,8 @@ const char *cli_suggest(const char *word, const char *const *cands, int n);
 /* ---- printing ---------------------------------------------------------------------- */
 /* A number in JSON (null for NaN/Inf), at full precision. */
 void cli_json_number(FILE *f, double v);
+/* A string in JSON, quoted and escaped by RFC 8259 (invalid UTF-8 as U+FFFD). */
+void cli_json_string(FILE *f, const char *s);
 /* Values of an rows x cols tensor: JSON nested lists ([n] flat when ndim 1). */
 void cli_json_tensor(FILE *f, const tg_real *v, int rows, int cols, int ndim);
 /* Text, compact: 0.5, [a, b] for a column, [[a, b], [c, d]] by rows. */

@@ -516,17 +516,9 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         if (isnan(p->best_valid_loss)) printf("null");
         else printf("%.9g", p->best_valid_loss);
         printf(", \"seconds\": %.3f, \"end\": \"%s\", \"saved\": ", secs, ends[end]);
-        if (o.save) {
-            putchar('"');
-            for (const char *q = o.save; *q; q++) {
-                if (*q == '"' || *q == '\\') printf("\\%c", *q);
-                else if ((unsigned char)*q < 32) printf("\\u%04x", *q);
-                else putchar(*q);
-            }
-            printf("\"}\n");
-        } else {
-            printf("null}\n");
-        }
+        if (o.save) cli_json_string(stdout, o.save);
+        else printf("null");
+        printf("}\n");
     } else if (S.show) {
         printf("trained %s: %llu steps in %s (%.0f steps/s), %d epochs; loss %.6g %s%s\n", tg_model_name(m),
                (unsigned long long)steps, duration(dbuf, sizeof dbuf, secs), (double)steps / (secs > 0 ? secs : 1e-9),

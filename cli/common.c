@@ -369,6 +369,8 @@ tg_status cli_unroll_all(cli_session *s, tg_tensor **loss, tg_unroll *per_seq)
 }
 
 /* ---- printing ------------------------------------------------------------------------------ */
+void cli_json_string(FILE *f, const char *s) { tg_esc_write(f, s, TG_ESC_JSON); }
+
 void cli_json_number(FILE *f, double v)
 {
     if (!isfinite(v)) fputs("null", f);
