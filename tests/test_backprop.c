@@ -63,3 +63,274 @@ MT_TEST(backprop, parse_size_reads_sizes)
     cr_expect_eq(tg_parse_size(NULL, "1K", &b), TG_ERR_ARG);
     tg_ctx_free(ctx);
 }
+
+/* ---- against one recording ------------------------------------------------------------- */
+#include <float.h>
+#include "tg_revolve.h"
+
+#ifdef TG_REAL_DOUBLE
+#define EPS DBL_EPSILON
+#else
+#define EPS FLT_EPSILON
+#endif
+
+/* Loads path with every dim shrunk to at most 3, as test_models.c does. */
+static tg_model *load_small(tg_ctx *ctx, const char *path)
+{
+    tg_model *m = tg_model_load(ctx, path, NULL, 0);
+    cr_assert(m, "%s", tg_errmsg(ctx));
+    tg_dim dims[32];
+    int n = 0;
+    for (int i = 0; i < tg_model_count(m, TG_ROLE_DIM) && n < 32; i++) {
+        int v;
+        const char *name = tg_model_var(m, TG_ROLE_DIM, i, &v, NULL);
+        if (v > 3) dims[n++] = (tg_dim){name, 3};
+    }
+    tg_model *small = n ? tg_model_load(ctx, path, dims, n) : NULL;
+    if (small) {
+        tg_model_free(m);
+        return small;
+    }
+    return m;
+}
+
+/* One model, its parameters, a random sequence of T steps and batch B, and
+ * what one recording of steps [t0, t0 + steps) gives. */
+typedef struct fixture {
+    tg_ctx *ctx;
+    tg_model *m;
+    tg_params *ps;
+    tg_dataset *d;
+    tg_tape *tape;
+    int T, B, t0, steps, ns, each_op;
+    const tg_real *inputs[16], *targets[16];
+    tg_real *state0[16];     /* NULL entries: the inits */
+    int has_state0;
+    tg_real *want_grads;     /* the reference */
+    double want_loss;
+    tg_real *want_state[16];
+    size_t n_params;
+} fixture;
+
+static size_t state_len(fixture *f, int i)
+{
+    int rows;
+    tg_model_var(f->m, TG_ROLE_STATE, i, &rows, NULL);
+    return (size_t)rows * (size_t)f->B;
+}
+
+static tg_unroll fx_unroll(fixture *f)
+{
+    return (tg_unroll){.params = f->ps, .batch = f->B, .t0 = f->t0, .steps = f->steps, .seq_steps = f->T,
+                       .inputs = f->inputs, .targets = f->targets,
+                       .state0 = f->has_state0 ? (const tg_real *const *)f->state0 : NULL, .each_op = f->each_op};
+}
+
+static int fx_open(fixture *f, tg_ctx *ctx, const char *path, int T, int B, int t0, int with_state0, int each_op,
+                   uint64_t seed)
+{
+    memset(f, 0, sizeof *f);
+    f->ctx = ctx;
+    f->m = load_small(ctx, path);
+    if (!tg_model_has_loss(f->m)) {
+        tg_model_free(f->m);
+        return 0;
+    }
+    /* a model with states that run in reverse records whole sequences */
+    f->ns = tg_model_count(f->m, TG_ROLE_STATE);
+    int reverse = 0;
+    for (int i = 0; i < f->ns; i++) reverse |= tg_model_var_flags(f->m, TG_ROLE_STATE, i, NULL) & TG_VAR_REVERSE;
+    if (reverse) t0 = 0;
+    f->T = T;
+    f->B = B;
+    f->t0 = t0;
+    f->steps = T - t0;
+    f->each_op = each_op;
+    f->ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(f->m, f->ps, seed), TG_OK, "%s", tg_errmsg(ctx));
+    f->d = tg_dataset_random(ctx, f->m, T, B, seed + 1);
+    cr_assert(f->d, "%s", tg_errmsg(ctx));
+    cr_assert_leq(tg_model_count(f->m, TG_ROLE_INPUT), 16);
+    for (int i = 0; i < tg_model_count(f->m, TG_ROLE_INPUT); i++)
+        f->inputs[i] = tg_dataset_values(f->d, 0, TG_ROLE_INPUT, i);
+    for (int i = 0; i < tg_model_count(f->m, TG_ROLE_TARGET); i++)
+        f->targets[i] = tg_dataset_values(f->d, 0, TG_ROLE_TARGET, i);
+    f->has_state0 = with_state0 && !reverse;
+    for (int i = 0; i < f->ns; i++) {
+        f->want_state[i] = calloc(state_len(f, i), sizeof(tg_real));
+        if (!f->has_state0) continue;
+        f->state0[i] = malloc(state_len(f, i) * sizeof(tg_real));
+        for (size_t j = 0; j < state_len(f, i); j++) f->state0[i][j] = (tg_real)(0.5 * tg_rand_uniform(ctx) - 0.25);
+    }
+    f->tape = tg_tape_new(ctx);
+    /* the reference: one recording, one sweep */
+    f->n_params = tg_params_total(f->ps);
+    tg_params_zero_grad(f->ps);
+    tg_unroll u = fx_unroll(f);
+    cr_assert_eq(tg_model_unroll(f->m, f->tape, &u), TG_OK, "%s: %s", path, tg_errmsg(ctx));
+    cr_assert(u.loss, "%s: no loss recorded", path);
+    cr_assert_eq(tg_backward(f->tape, u.loss), TG_OK, "%s: %s", path, tg_errmsg(ctx));
+    f->want_loss = tg_item(u.loss);
+    for (int i = 0; i < f->ns; i++) memcpy(f->want_state[i], tg_data(u.state[i]), state_len(f, i) * sizeof(tg_real));
+    f->want_grads = malloc(f->n_params * sizeof(tg_real));
+    memcpy(f->want_grads, tg_params_grads(f->ps), f->n_params * sizeof(tg_real));
+    tg_tape_reset(f->tape);
+    return 1;
+}
+
+static void fx_close(fixture *f)
+{
+    for (int i = 0; i < f->ns; i++) {
+        free(f->state0[i]);
+        free(f->want_state[i]);
+    }
+    free(f->want_grads);
+    tg_tape_free(f->tape);
+    tg_dataset_free(f->d);
+    tg_params_free(f->ps);
+    tg_model_free(f->m);
+}
+
+typedef struct hook_log {
+    int calls, t0[4096], steps[4096];
+} hook_log;
+
+static void log_segment(tg_tape *tape, int t0, int steps, void *user)
+{
+    hook_log *h = user;
+    cr_assert_gt(tg_tape_length(tape), 0, "the segment is on the tape");
+    if (h->calls < 4096) {
+        h->t0[h->calls] = t0;
+        h->steps[h->calls] = steps;
+    }
+    h->calls++;
+}
+
+/* Runs tg_model_backprop under memory and checks it against the reference:
+ * parameter gradients bit for bit, final states bit for bit, the loss within
+ * the rounding of a sum, the plan's numbers and the budget. */
+static void fx_check(fixture *f, const char *path, size_t memory, tg_bptt_plan *plan_out)
+{
+    tg_params_zero_grad(f->ps);
+    tg_unroll u = fx_unroll(f);
+    tg_real *out[16];
+    for (int i = 0; i < f->ns; i++) out[i] = malloc(state_len(f, i) * sizeof(tg_real));
+    hook_log *h = calloc(1, sizeof *h);
+    tg_tape_set_segment_hook(f->tape, log_segment, h);
+    double loss = NAN;
+    tg_bptt_plan plan;
+    tg_status st = tg_model_backprop(f->m, f->tape, &u, memory, out, &loss, &plan);
+    cr_assert_eq(st, TG_OK, "%s B=%d t0=%d memory %zu: %s", path, f->B, f->t0, memory, tg_errmsg(f->ctx));
+    const char *what = f->each_op ? "each op" : "fused";
+    const tg_real *g = tg_params_grads(f->ps);
+    for (size_t j = 0; j < f->n_params; j++)
+        cr_assert(g[j] == f->want_grads[j] && signbit(g[j]) == signbit(f->want_grads[j]),
+                  "%s (%s) B=%d t0=%d memory %zu (segment %d of %d, %d snapshots): gradient %zu is %.17g, one "
+                  "recording gives %.17g",
+                  path, what, f->B, f->t0, memory, plan.segment, plan.segments, plan.snapshots, j, (double)g[j],
+                  (double)f->want_grads[j]);
+    for (int i = 0; i < f->ns; i++)
+        cr_assert_eq(memcmp(out[i], f->want_state[i], state_len(f, i) * sizeof(tg_real)), 0,
+                     "%s: final state %d differs", path, i);
+    double tol = 4.0 * (f->steps + 1) * EPS * fmax(1.0, fabs(f->want_loss));
+    cr_assert(fabs(loss - f->want_loss) <= tol, "%s: loss %.17g, one recording %.17g", path, loss, f->want_loss);
+    /* the plan */
+    cr_assert_eq(plan.steps, f->steps);
+    cr_assert_eq(plan.segments, (f->steps + plan.segment - 1) / plan.segment);
+    cr_assert_leq(plan.snapshots, plan.segments > 1 ? plan.segments - 1 : 1);
+    cr_assert_eq(plan.recomputed, (long long)plan.segment * tgr_advances(plan.segments, plan.snapshots),
+                 "%s: %lld recomputed, the formula says %d x %lld", path, plan.recomputed, plan.segment,
+                 tgr_advances(plan.segments, plan.snapshots));
+    cr_assert_eq(plan.forward_steps, plan.steps + plan.recomputed);
+    if (memory) {
+        cr_assert_leq(plan.tape_bytes + plan.snapshot_bytes, memory, "%s: %zu + %zu bytes under a budget of %zu",
+                      path, plan.tape_bytes, plan.snapshot_bytes, memory);
+        cr_assert_leq(tg_tape_bytes(f->tape), memory);
+    }
+    /* the hook: once per segment, last first, covering the range */
+    cr_assert_eq(h->calls, plan.segments, "%s: hook called %d times for %d segments", path, h->calls, plan.segments);
+    int end = f->t0 + f->steps;
+    for (int k = 0; k < h->calls && k < 4096; k++) {
+        cr_assert_eq(h->t0[k] + h->steps[k], end, "%s: segment %d ends at %d, not %d", path, k, h->t0[k] + h->steps[k],
+                     end);
+        cr_assert(h->steps[k] == plan.segment || (k == 0 && h->steps[k] <= plan.segment));
+        end = h->t0[k];
+    }
+    cr_assert_eq(end, f->t0);
+    /* the tape holds the first segment */
+    cr_assert(u.loss == NULL || tg_tensor_index(u.loss) >= 0);
+    tg_tape_set_segment_hook(f->tape, NULL, NULL);
+    free(h);
+    for (int i = 0; i < f->ns; i++) free(out[i]);
+    if (plan_out) *plan_out = plan;
+}
+
+/* The least budget, read from the message of a budget of one byte. */
+static size_t least_budget(fixture *f, const char *path)
+{
+    tg_unroll u = fx_unroll(f);
+    double loss;
+    tg_status st = tg_model_backprop(f->m, f->tape, &u, 1, NULL, &loss, NULL);
+    cr_assert_eq(st, TG_ERR_ARG, "%s: a budget of one byte was accepted", path);
+    const char *msg = tg_errmsg(f->ctx), *p = strstr(msg, "the least ");
+    cr_assert(p, "%s: %s", path, msg);
+    p = strstr(p, " is ");
+    cr_assert(p, "%s: %s", path, msg);
+    size_t least = strtoull(p + 4, NULL, 10);
+    cr_assert_gt(least, 0, "%s", msg);
+    return least;
+}
+
+/* Budgets from the least upwards until segments of 4 steps: every plan on the
+ * way is checked.  Returns a bit mask of the segment lengths seen. */
+static unsigned sweep_budgets(fixture *f, const char *path)
+{
+    unsigned seen = 0;
+    size_t least = least_budget(f, path), step = least / 24 > 64 ? least / 24 : 64;
+    for (size_t mem = least, k = 0; k < 400; k++, mem += step) {
+        tg_bptt_plan plan;
+        fx_check(f, path, mem, &plan);
+        if (plan.segment < 32) seen |= 1u << plan.segment;
+        if (plan.segment >= 4 || plan.segments == 1) break;
+    }
+    return seen;
+}
+
+static void check_model(const char *path, int B, int t0, int with_state0, int each_op)
+{
+    tg_ctx *ctx = ctx_new();
+    fixture f;
+    if (!fx_open(&f, ctx, path, 20, B, t0, with_state0, each_op, 31 + (uint64_t)B)) {
+        tg_ctx_free(ctx);
+        return;
+    }
+    fx_check(&f, path, 0, NULL);
+    int reverse = f.t0 == 0 && t0 > 0;
+    for (int i = 0; i < f.ns; i++) reverse |= tg_model_var_flags(f.m, TG_ROLE_STATE, i, NULL) & TG_VAR_REVERSE;
+    if (!reverse) {
+        unsigned seen = sweep_budgets(&f, path);
+        /* the chooser may skip a length (3 steps in 7 segments can cost more
+         * than 2 steps in 10 with the snapshots that memory buys) */
+        cr_expect(seen & 2 && seen & 4 && seen & ~7u, "%s B=%d: segments of 1, 2 and 3 or more steps (seen mask %#x)",
+                  path, B, seen);
+    } else {
+        fx_check(&f, path, (size_t)1 << 30, NULL); /* a budget that holds the whole sequence */
+    }
+    fx_close(&f);
+    tg_ctx_free(ctx);
+}
+
+MT_TEST(backprop, every_shipped_model_bit_for_bit, .timeout = 300)
+{
+    mt_chdir_root();
+    char **paths;
+    int n = mt_list("models", ".yaml", &paths);
+    cr_assert_geq(n, 5);
+    for (int i = 0; i < n; i++)
+        for (int B = 1; B <= 4; B += 3) {
+            check_model(paths[i], B, 0, 0, 0);
+            check_model(paths[i], B, 0, 0, 1);
+            check_model(paths[i], B, 5, 1, B == 4); /* truncated BPTT: t0 > 0 from a given state */
+        }
+    mt_free_list(paths, n);
+}
