@@ -39,7 +39,7 @@ static const char *human(char *buf, size_t len, size_t bytes)
 {
     static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
     if (bytes < 1024) {
-        snprintf(buf, len, "%zu bytes", bytes);
+        snprintf(buf, len, "%zu byte%s", bytes, bytes == 1 ? "" : "s");
         return buf;
     }
     double v = (double)bytes / 1024;
@@ -390,51 +390,49 @@ static tg_status budgeted(const tg_model *m, tg_tape *tape, tg_unroll *u, size_t
     const size_t nodes = 256 * sizeof(void *), held = nodes + b.arrays_bytes;
     const size_t limit = memory > held ? memory - held : 1;
     size_t u1 = 0, e1 = 0, u2 = 0, e2 = 0, u3 = 0, e3 = 0;
-    bool over = false;
+    bool over = false, too_small = false;
     if (!st) st = measure(&b, 1, limit, &u1, &e1, &over);
-    if (!st && over && !(st = measure(&b, 1, 0, &u1, &e1, &over))) {
-        /* to name the least budget that would do, measured without the limit */
-        c.tape1 = u1;
-        c.entries1 = e1;
-        size_t least = tgr_tape_bytes(&c, 1) + b.arrays_bytes + (b.N > 1 && !c.whole_only ? c.fixed : 0);
-        if (least < round64(u1) + held) least = round64(u1) + held; /* what measuring it takes */
-        st = tg_error(ctx, TG_ERR_ARG,
-                      "memory budget %s is too small: one step of model %s at batch %d needs %s on the tape; "
-                      "the least budget that would do is %zu bytes (%s)",
-                      human(h1, sizeof h1, memory), m->name, b.B, human(h2, sizeof h2, tgr_tape_bytes(&c, 1)),
-                      least, human(h3, sizeof h3, least));
+    too_small = over;
+    c.max_segment = 1;
+    if (!st && !over && b.N >= 2) {
+        st = measure(&b, 2, limit, &u2, &e2, &over);
+        too_small = over && c.whole_only;
+        if (!st && !over) {
+            c.tape_step = u2 - u1;
+            c.entries_step = e2 - e1;
+            c.max_segment = 2;
+            /* a tape that recycles gradient buffers settles after a step or
+             * two: take the larger of the first two increments */
+            if (b.N >= 3 && !(st = measure(&b, 3, limit, &u3, &e3, &over)) && !over) {
+                if (u3 - u2 > c.tape_step) c.tape_step = u3 - u2;
+                if (e3 - e2 > c.entries_step) c.entries_step = e3 - e2;
+                c.max_segment = 0;
+            }
+        }
+    }
+    if (!st && too_small) {
+        /* to name the least budget that would do, measure again without the
+         * limit (only on the way to failing may the tape pass the budget) */
+        st = measure(&b, 1, 0, &u1, &e1, &over);
+        if (!st && c.whole_only && b.N >= 2 && !(st = measure(&b, 2, 0, &u2, &e2, &over))) {
+            c.tape_step = u2 - u1;
+            c.entries_step = e2 - e1;
+        }
     }
     c.tape1 = u1;
     c.entries1 = e1;
-    c.max_segment = 1;
-    if (!st && b.N >= 2 && !(st = measure(&b, 2, limit, &u2, &e2, &over)) && !over) {
-        c.tape_step = u2 - u1;
-        c.entries_step = e2 - e1;
-        c.max_segment = 2;
-        /* a tape that recycles gradient buffers settles after a step or two:
-         * take the larger of the first two increments */
-        if (b.N >= 3 && !(st = measure(&b, 3, limit, &u3, &e3, &over)) && !over) {
-            if (u3 - u2 > c.tape_step) c.tape_step = u3 - u2;
-            if (e3 - e2 > c.entries_step) c.entries_step = e3 - e2;
-            c.max_segment = 0;
-        }
-    }
     memcpy(ctx->rng, rng0, sizeof rng0);
     tgr_choice ch = {0};
-    if (!st && tgr_choose(&c, memory > b.arrays_bytes ? memory - b.arrays_bytes : 0, &ch)) {
-        if (c.whole_only && !c.max_segment) {
+    if (!st && (too_small || tgr_choose(&c, memory > b.arrays_bytes ? memory - b.arrays_bytes : 0, &ch))) {
+        if (c.whole_only) {
             size_t need = tgr_tape_bytes(&c, b.N) + b.arrays_bytes;
             st = tg_error(ctx, TG_ERR_ARG,
                           "%s: model %s has states that run in reverse, so it records whole sequences: %d steps at "
                           "batch %d need %s; memory budget %s is too small (the least that would do is %zu bytes)",
                           m->file, m->name, b.N, b.B, human(h1, sizeof h1, need), human(h2, sizeof h2, memory), need);
-        } else if (c.whole_only) {
-            st = tg_error(ctx, TG_ERR_ARG,
-                          "%s: model %s has states that run in reverse, so it records whole sequences: %d steps at "
-                          "batch %d do not fit in memory budget %s",
-                          m->file, m->name, b.N, b.B, human(h2, sizeof h2, memory));
         } else {
             size_t least = tgr_tape_bytes(&c, 1) + b.arrays_bytes + (b.N > 1 ? c.fixed : 0);
+            if (least < round64(u1) + held) least = round64(u1) + held; /* what measuring it takes */
             st = tg_error(ctx, TG_ERR_ARG,
                           "memory budget %s is too small: one step of model %s at batch %d needs %s on the tape; "
                           "the least budget that would do is %zu bytes (%s)",

@@ -334,3 +334,306 @@ MT_TEST(backprop, every_shipped_model_bit_for_bit, .timeout = 300)
         }
     mt_free_list(paths, n);
 }
+
+/* Under a budget a trainer's tape recycles gradient buffers
+ * (tg_tape_keep_grads(tape, 0)): the budget holds and nothing changes. */
+MT_TEST(backprop, recycled_gradients_keep_the_budget)
+{
+    static const char *const paths[] = {"models/elman.yaml", "models/lstm.yaml", "models/gru.yaml",
+                                        "models/stacked.yaml"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        tg_ctx *ctx = ctx_new();
+        fixture f;
+        cr_assert(fx_open(&f, ctx, paths[i], 23, 2, 3, 1, 0, 7));
+        tg_tape_keep_grads(f.tape, 0);
+        unsigned seen = sweep_budgets(&f, paths[i]);
+        cr_expect(seen & 2, "%s", paths[i]);
+        fx_close(&f);
+        tg_ctx_free(ctx);
+    }
+}
+
+/* ---- dropout: a segment recorded again draws the masks it drew the first time ----------- */
+static const char *dropout_model =
+    "name: drop\n"
+    "dims: {n: 3}\n"
+    "params: {W: [n, n], U: [n, n], b: [n], V: [1, n]}\n"
+    "inputs: {x: [n]}\n"
+    "targets: {y: [1]}\n"
+    "state: {h: {shape: [n], init: zeros}}\n"
+    "step:\n"
+    "  - h = tanh(W @ dropout(h, 0.3) + U @ dropout(x, 0.5) + b)\n"
+    "  - o = V @ h\n"
+    "outputs: [o]\n"
+    "loss: squared_error(o, y)\n";
+
+MT_TEST(backprop, dropout_masks_are_drawn_again_alike)
+{
+    tg_ctx *ctx = ctx_new();
+    tg_model *m = tg_model_parse(ctx, "drop.yaml", dropout_model, strlen(dropout_model), NULL, 0);
+    cr_assert(m, "%s", tg_errmsg(ctx));
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 3), TG_OK);
+    const int T = 30, B = 2;
+    tg_dataset *d = tg_dataset_random(ctx, m, T, B, 4);
+    const tg_real *in[] = {tg_dataset_values(d, 0, TG_ROLE_INPUT, 0)};
+    const tg_real *tg[] = {tg_dataset_values(d, 0, TG_ROLE_TARGET, 0)};
+    tg_tape *tape = tg_tape_new(ctx);
+    tg_tape_set_training(tape, 1);
+    size_t np = tg_params_total(ps);
+    /* the reference: one recording */
+    tg_seed(ctx, 99);
+    tg_params_zero_grad(ps);
+    tg_unroll u = {.params = ps, .batch = B, .steps = T, .inputs = in, .targets = tg};
+    cr_assert_eq(tg_model_unroll(m, tape, &u), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_backward(tape, u.loss), TG_OK);
+    double want_loss = tg_item(u.loss), want_next = tg_rand_uniform(ctx);
+    tg_real *want = malloc(np * sizeof(tg_real));
+    memcpy(want, tg_params_grads(ps), np * sizeof(tg_real));
+    /* the masks matter: a different seed gives other gradients */
+    tg_seed(ctx, 100);
+    tg_params_zero_grad(ps);
+    cr_assert_eq(tg_model_backprop(m, tape, &u, 0, NULL, NULL, NULL), TG_OK);
+    cr_assert_neq(memcmp(want, tg_params_grads(ps), np * sizeof(tg_real)), 0);
+    /* budgets from the least up: every plan draws the same masks */
+    u = (tg_unroll){.params = ps, .batch = B, .steps = T, .inputs = in, .targets = tg};
+    cr_assert_eq(tg_model_backprop(m, tape, &u, 1, NULL, NULL, NULL), TG_ERR_ARG);
+    const char *p = strstr(tg_errmsg(ctx), "would do is ");
+    cr_assert(p, "%s", tg_errmsg(ctx));
+    size_t least = strtoull(p + 12, NULL, 10);
+    int recomputing = 0;
+    for (size_t mem = least; mem < 16 * least; mem += least / 8) {
+        tg_seed(ctx, 99);
+        tg_params_zero_grad(ps);
+        double loss;
+        tg_bptt_plan plan;
+        cr_assert_eq(tg_model_backprop(m, tape, &u, mem, NULL, &loss, &plan), TG_OK, "%s", tg_errmsg(ctx));
+        recomputing += plan.recomputed > 0;
+        cr_assert_eq(memcmp(want, tg_params_grads(ps), np * sizeof(tg_real)), 0,
+                     "budget %zu (segment %d, %d snapshots): the gradients differ", mem, plan.segment, plan.snapshots);
+        cr_assert(fabs(loss - want_loss) <= 4.0 * (T + 1) * EPS * fmax(1, fabs(want_loss)));
+        cr_assert_eq(tg_rand_uniform(ctx), want_next, "the generator is not where one recording leaves it");
+    }
+    cr_assert_gt(recomputing, 0);
+    free(want);
+    tg_tape_free(tape);
+    tg_dataset_free(d);
+    tg_params_free(ps);
+    tg_model_free(m);
+    tg_ctx_free(ctx);
+}
+
+/* ---- anomaly detection inside a segment recorded again -------------------------------- */
+/* sqrt(c x) is 0 where x is: its gradient there is infinite (a backward
+ * anomaly); log(z) is -inf where z is 0 (a forward one). */
+static const char *anomaly_model =
+    "name: anom\n"
+    "dims: {n: 2}\n"
+    "params: {W: [n, n], c: {shape: [n], init: ones}, V: [1, n]}\n"
+    "inputs: {x: [n], z: [n]}\n"
+    "targets: {y: [1]}\n"
+    "state: {h: {shape: [n], init: zeros}}\n"
+    "step:\n"
+    "  - a = sqrt(c * x)\n"
+    "  - h = tanh(W @ h + a + log(z))\n"
+    "  - o = V @ h\n"
+    "outputs: [o]\n"
+    "loss: squared_error(o, y)\n";
+
+/* The message of a run with anomaly detection on; with memory 0 one
+ * recording and tg_backward (the reference), else tg_model_backprop under
+ * that budget.  The entry numbers differ between the two (a segment's tape is
+ * shorter), so they are cut out: "entry 123 (" becomes "entry # (". */
+static char *anomaly_message(tg_ctx *ctx, tg_model *m, tg_params *ps, const tg_real *const *in,
+                             const tg_real *const *tgt, int T, size_t memory, tg_bptt_plan *plan)
+{
+    tg_tape *tape = tg_tape_new(ctx);
+    tg_tape_detect_anomaly(tape, 1);
+    tg_unroll u = {.params = ps, .batch = 1, .steps = T, .inputs = in, .targets = tgt};
+    tg_status st;
+    if (memory) {
+        st = tg_model_backprop(m, tape, &u, memory, NULL, NULL, plan);
+    } else {
+        st = tg_model_unroll(m, tape, &u);
+        if (!st) st = tg_backward(tape, u.loss);
+    }
+    cr_assert_eq(st, TG_ERR_NONFINITE, "memory %zu: %s", memory, tg_errmsg(ctx));
+    const char *msg = tg_errmsg(ctx);
+    char *out = malloc(strlen(msg) + 1), *o = out;
+    for (const char *p = msg; *p;) {
+        if (!strncmp(p, "entry ", 6) && p[6] >= '0' && p[6] <= '9') {
+            memcpy(o, "entry #", 7);
+            o += 7;
+            for (p += 6; *p >= '0' && *p <= '9'; p++) {}
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = 0;
+    tg_tape_free(tape);
+    return out;
+}
+
+MT_TEST(backprop, anomaly_detection_in_a_recomputed_segment)
+{
+    tg_ctx *ctx = ctx_new();
+    tg_model *m = tg_model_parse(ctx, "anom.yaml", anomaly_model, strlen(anomaly_model), NULL, 0);
+    cr_assert(m, "%s", tg_errmsg(ctx));
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 5), TG_OK);
+    enum { T = 24, BAD = 6 };
+    tg_real x[T * 2], z[T * 2], y[T];
+    for (int i = 0; i < T * 2; i++) x[i] = z[i] = 1;
+    for (int i = 0; i < T; i++) y[i] = (tg_real)(0.1 * i);
+    const tg_real *in[] = {x, z}, *tgt[] = {y};
+    /* the least budget, to find one that recomputes */
+    tg_tape *tape = tg_tape_new(ctx);
+    tg_unroll u = {.params = ps, .batch = 1, .steps = T, .inputs = in, .targets = tgt};
+    cr_assert_eq(tg_model_backprop(m, tape, &u, 1, NULL, NULL, NULL), TG_ERR_ARG);
+    size_t least = strtoull(strstr(tg_errmsg(ctx), "would do is ") + 12, NULL, 10);
+    tg_tape_free(tape);
+    for (int kind = 0; kind < 2; kind++) {
+        /* step BAD (counted from 1, as labels are): x = 0 (backward) or z = 0 (forward) */
+        (kind ? z : x)[(BAD - 1) * 2] = 0;
+        char *want = anomaly_message(ctx, m, ps, in, tgt, T, 0, NULL);
+        char label[32];
+        snprintf(label, sizeof label, "[t=%d]", BAD);
+        cr_assert(strstr(want, label), "%s", want);
+        for (size_t mem = least; mem < least * 3; mem += least / 4) {
+            tg_bptt_plan plan = {0};
+            char *got = anomaly_message(ctx, m, ps, in, tgt, T, mem, &plan);
+            cr_assert_str_eq(got, want, "budget %zu", mem);
+            free(got);
+        }
+        free(want);
+        (kind ? z : x)[(BAD - 1) * 2] = 1;
+    }
+    /* with a budget that recomputes, the backward anomaly is found in a
+     * segment recorded again: the hook saw the later segments first */
+    x[(BAD - 1) * 2] = 0;
+    tape = tg_tape_new(ctx);
+    tg_tape_detect_anomaly(tape, 1);
+    hook_log *h = calloc(1, sizeof *h);
+    tg_tape_set_segment_hook(tape, log_segment, h);
+    cr_assert_eq(tg_model_backprop(m, tape, &u, least, NULL, NULL, NULL), TG_ERR_NONFINITE);
+    cr_assert_gt(h->calls, 0);
+    cr_assert_gt(h->t0[h->calls - 1], BAD - 1, "the segments after step %d were swept first", BAD);
+    /* the failing segment is on the tape, for a dump */
+    int found = 0;
+    for (int i = 0; i < tg_tape_length(tape); i++) {
+        int step;
+        const char *l = tg_tensor_label(tg_tape_at(tape, i), &step);
+        found |= l && !strcmp(l, "a") && step == BAD;
+    }
+    cr_assert(found, "the segment of step %d is not on the tape", BAD);
+    free(h);
+    tg_tape_free(tape);
+    tg_params_free(ps);
+    tg_model_free(m);
+    tg_ctx_free(ctx);
+}
+
+/* ---- hostile arguments ----------------------------------------------------------------- */
+MT_TEST(backprop, hostile_arguments_get_messages)
+{
+    tg_ctx *ctx = ctx_new(), *other = tg_ctx_new(NULL);
+    tg_model *m = tg_model_load(ctx, "models/elman.yaml", NULL, 0);
+    cr_assert(m);
+    tg_params *ps = tg_params_new(ctx);
+    tg_model_init_params(m, ps, 1);
+    tg_dataset *d = tg_dataset_random(ctx, m, 8, 1, 2);
+    const tg_real *in[] = {tg_dataset_values(d, 0, TG_ROLE_INPUT, 0)};
+    const tg_real *tgt[] = {tg_dataset_values(d, 0, TG_ROLE_TARGET, 0)};
+    tg_tape *tape = tg_tape_new(ctx), *otape = tg_tape_new(other);
+    tg_unroll u = {.params = ps, .batch = 1, .steps = 8, .inputs = in, .targets = tgt};
+    double loss;
+    tg_bptt_plan plan;
+    cr_expect_eq(tg_model_backprop(NULL, tape, &u, 0, NULL, &loss, &plan), TG_ERR_ARG);
+    cr_expect_eq(tg_model_backprop(m, NULL, &u, 0, NULL, &loss, &plan), TG_ERR_ARG);
+    cr_expect_str_eq(tg_errmsg(ctx), "backprop: tape and arguments are required");
+    cr_expect_eq(tg_model_backprop(m, tape, NULL, 0, NULL, &loss, &plan), TG_ERR_ARG);
+    cr_expect_eq(tg_model_backprop(m, otape, &u, 0, NULL, &loss, &plan), TG_ERR_ARG);
+    cr_expect_str_eq(tg_errmsg(ctx), "backprop: the tape belongs to another context");
+    u.targets = NULL;
+    cr_expect_eq(tg_model_backprop(m, tape, &u, 0, NULL, &loss, &plan), TG_ERR_ARG);
+    cr_expect_str_eq(tg_errmsg(ctx), "backprop: targets are required (the loss reads them)");
+    u.targets = tgt;
+    static const struct { int batch, t0, steps, seq; const char *msg; } bad[] = {
+        {0, 0, 8, 0, "backprop: bad batch 0, t0 0, steps 8 or seq_steps 0"},
+        {1, -1, 8, 0, "backprop: bad batch 1, t0 -1, steps 8 or seq_steps 0"},
+        {1, 0, 2147483647, 0, "backprop: bad batch 1, t0 0, steps 2147483647 or seq_steps 0"},
+        {1, 2147483600, 8, 0, "backprop: bad batch 1, t0 2147483600, steps 8 or seq_steps 0"},
+        {1, 0, 8, 5, "backprop: steps 1..8 run past the sequence's 5 steps"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        for (size_t mem = 0; mem <= 1; mem++) {
+            tg_unroll v = u;
+            v.batch = bad[i].batch;
+            v.t0 = bad[i].t0;
+            v.steps = bad[i].steps;
+            v.seq_steps = bad[i].seq;
+            cr_expect_eq(tg_model_backprop(m, tape, &v, mem << 20, NULL, &loss, &plan), TG_ERR_ARG);
+            cr_expect_str_eq(tg_errmsg(ctx), bad[i].msg);
+        }
+    /* a budget of one byte names the least that would do, which then works */
+    cr_expect_eq(tg_model_backprop(m, tape, &u, 1, NULL, &loss, &plan), TG_ERR_ARG);
+    const char *msg = tg_errmsg(ctx);
+    cr_expect(!strncmp(msg, "memory budget 1 byte is too small: one step of model elman at batch 1 needs ", 75), "%s",
+              msg);
+    const char *p = strstr(msg, "; the least budget that would do is ");
+    cr_assert(p, "%s", msg);
+    size_t least = strtoull(p + 36, NULL, 10);
+    cr_expect_eq(tg_model_backprop(m, tape, &u, least - 1, NULL, &loss, &plan), TG_ERR_ARG);
+    cr_expect_eq(tg_model_backprop(m, tape, &u, least, NULL, &loss, &plan), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(plan.segment, 1);
+    cr_expect_eq(plan.recomputed, tgr_advances(8, plan.snapshots));
+    /* the largest budget is one recording */
+    cr_expect_eq(tg_model_backprop(m, tape, &u, SIZE_MAX, NULL, NULL, &plan), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(plan.segments, 1);
+    cr_expect_eq(plan.recomputed, 0);
+    /* no steps: nothing to sweep, the state out is the state in */
+    tg_real h[2] = {7, 7}, *out[] = {h};
+    u.steps = 0;
+    cr_expect_eq(tg_model_backprop(m, tape, &u, 4096, out, &loss, &plan), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect(h[0] == 0 && h[1] == 0 && loss == 0);
+    /* a model without a loss */
+    static const char *noloss = "name: nl\ndims: {n: 2}\nparams: {W: [n, n]}\ninputs: {x: [n]}\ntargets: {y: [n]}\n"
+                                "step:\n  - o = W @ x\noutputs: [o]\n";
+    tg_model *nl = tg_model_parse(ctx, "nl.yaml", noloss, strlen(noloss), NULL, 0);
+    cr_assert(nl, "%s", tg_errmsg(ctx));
+    u.steps = 8;
+    cr_expect_eq(tg_model_backprop(nl, tape, &u, 0, NULL, &loss, &plan), TG_ERR_ARG);
+    cr_expect_str_eq(tg_errmsg(ctx), "nl.yaml: model nl declares no loss to differentiate");
+    tg_model_free(nl);
+    tg_tape_free(otape);
+    tg_tape_free(tape);
+    tg_dataset_free(d);
+    tg_params_free(ps);
+    tg_model_free(m);
+    tg_ctx_free(other);
+    tg_ctx_free(ctx);
+}
+
+/* A model whose states run in reverse records whole sequences: a budget too
+ * small for that says so and names the budget that would do. */
+MT_TEST(backprop, reverse_states_need_the_whole_sequence)
+{
+    tg_ctx *ctx = ctx_new();
+    fixture f;
+    cr_assert(fx_open(&f, ctx, "models/birnn.yaml", 20, 2, 0, 0, 0, 3));
+    tg_unroll u = fx_unroll(&f);
+    cr_assert_eq(tg_model_backprop(f.m, f.tape, &u, 10000, NULL, NULL, NULL), TG_ERR_ARG);
+    const char *msg = tg_errmsg(ctx);
+    cr_expect(strstr(msg, "models/birnn.yaml: model birnn has states that run in reverse, so it records whole "
+                          "sequences: 20 steps at batch 2 need ") == msg, "%s", msg);
+    const char *p = strstr(msg, "memory budget 9.8 KiB is too small (the least that would do is ");
+    cr_assert(p, "%s", msg);
+    size_t need = strtoull(p + 63, NULL, 10);
+    cr_assert_gt(need, 10000);
+    tg_bptt_plan plan;
+    fx_check(&f, "models/birnn.yaml", need, &plan);
+    cr_expect_eq(plan.segments, 1);
+    cr_expect_eq(tg_model_backprop(f.m, f.tape, &u, need - 1, NULL, NULL, NULL), TG_ERR_ARG);
+    fx_close(&f);
+    tg_ctx_free(ctx);
+}
