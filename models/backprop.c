@@ -138,7 +138,7 @@ static void note_tape(bp_run *b)
 
 /* The leaves the unroller made for the segment's start states (copies of
  * state0, labelled with the state's name at the segment's first step). */
-static tg_status find_leaves(bp_run *b)
+static void find_leaves(bp_run *b)
 {
     for (int i = 0; i < b->ns; i++) b->leaves[i] = NULL;
     int found = 0, len = tg_tape_length(b->tape);
@@ -154,7 +154,6 @@ static tg_status find_leaves(bp_run *b)
     }
     for (int i = 0; i < b->ns; i++)
         TG_ASSERT(b->leaves[i]); /* unroll.c records every initial state as such a leaf */
-    return TG_OK;
 }
 
 /* Finds the start leaves and makes those of carried states need a gradient. */
@@ -214,6 +213,8 @@ static tg_status measure(bp_run *b, int len, size_t limit, size_t *bytes, size_t
     tp->arena.limit_hit = false;
     const bool anomaly = tp->detect_anomaly;
     tp->detect_anomaly = false; /* values at a made-up start state prove nothing */
+    tg_sweep_hook hook = tp->hook; /* nor are these sweeps the caller's to watch */
+    tp->hook = NULL;
     bool whole_seq = b->m->n_reverse > 0;
     int t0 = whole_seq ? 0 : b->t0 + b->N - len;
     tg_real *G = b->G;
@@ -265,6 +266,7 @@ static tg_status measure(bp_run *b, int len, size_t limit, size_t *bytes, size_t
     tp->arena.exact = false;
     tp->arena.limit = 0;
     tp->detect_anomaly = anomaly;
+    tp->hook = hook;
     tg_tape_reset(tp);
     tg_arena_release(&tp->arena);
     return st;

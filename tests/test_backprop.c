@@ -555,6 +555,11 @@ MT_TEST(backprop, anomaly_detection_in_a_recomputed_segment)
     tg_ctx_free(ctx);
 }
 
+static void count_sweeps(tg_tensor *entry, void *user)
+{
+    if (!entry) ++*(int *)user;
+}
+
 /* ---- hostile arguments ----------------------------------------------------------------- */
 MT_TEST(backprop, hostile_arguments_get_messages)
 {
@@ -606,7 +611,12 @@ MT_TEST(backprop, hostile_arguments_get_messages)
     cr_assert(p, "%s", msg);
     size_t least = strtoull(p + 36, NULL, 10);
     cr_expect_eq(tg_model_backprop(m, tape, &u, least - 1, NULL, &loss, &plan), TG_ERR_ARG);
+    int sweeps = 0;
+    tg_tape_set_sweep_hook(tape, count_sweeps, &sweeps);
     cr_expect_eq(tg_model_backprop(m, tape, &u, least, NULL, &loss, &plan), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(sweeps, plan.segments, "the sweep hook saw %d sweeps for %d segments (measuring is not one)", sweeps,
+                 plan.segments);
+    tg_tape_set_sweep_hook(tape, NULL, NULL);
     cr_expect_eq(plan.segment, 1);
     cr_expect_eq(plan.recomputed, tgr_advances(8, plan.snapshots));
     /* the largest budget is one recording */
