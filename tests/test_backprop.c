@@ -669,3 +669,65 @@ MT_TEST(backprop, reverse_states_need_the_whole_sequence)
     fx_close(&f);
     tg_ctx_free(ctx);
 }
+
+/* ---- out of memory anywhere ------------------------------------------------------------ */
+#include "failing_alloc.h"
+
+/* Every allocation of a budgeted call fails in turn: each failure is a
+ * status with a message, leaks nothing, and leaves the parameters' gradient
+ * buffers in place; then the call succeeds with one recording's gradients. */
+MT_TEST(backprop, out_of_memory_anywhere_leaks_nothing, .timeout = 120)
+{
+    mt_chdir_root();
+    failing f = {.countdown = -1};
+    tg_allocator a = {f_alloc, f_realloc, f_free, &f};
+    tg_ctx *ctx = tg_ctx_new(&a);
+    cr_assert(ctx);
+    tg_model *m = tg_model_load(ctx, "models/lstm.yaml", NULL, 0);
+    cr_assert(m, "%s", tg_errmsg(ctx));
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 2), TG_OK);
+    tg_dataset *d = tg_dataset_random(ctx, m, 12, 2, 3);
+    const tg_real *in[] = {tg_dataset_values(d, 0, TG_ROLE_INPUT, 0)};
+    const tg_real *tgt[] = {tg_dataset_values(d, 0, TG_ROLE_TARGET, 0)};
+    tg_unroll u = {.params = ps, .batch = 2, .steps = 12, .inputs = in, .targets = tgt};
+    size_t np = tg_params_total(ps);
+    tg_real *want = malloc(np * sizeof(tg_real));
+    tg_tape *tape = tg_tape_new(ctx);
+    tg_params_zero_grad(ps);
+    cr_assert_eq(tg_model_backprop(m, tape, &u, 0, NULL, NULL, NULL), TG_OK);
+    memcpy(want, tg_params_grads(ps), np * sizeof(tg_real));
+    cr_assert_eq(tg_model_backprop(m, tape, &u, 1, NULL, NULL, NULL), TG_ERR_ARG);
+    size_t least = strtoull(strstr(tg_errmsg(ctx), "would do is ") + 12, NULL, 10);
+    tg_tape_free(tape);
+    const size_t memory = least + least / 2;
+    int done = 0;
+    for (long n = 0; n < 100000 && !done; n++) {
+        long live = f.live;
+        tape = tg_tape_new(ctx);
+        cr_assert(tape);
+        tg_params_zero_grad(ps);
+        f.countdown = n;
+        tg_bptt_plan plan;
+        tg_status st = tg_model_backprop(m, tape, &u, memory, NULL, NULL, &plan);
+        f.countdown = -1;
+        if (st == TG_OK) {
+            done = 1;
+            cr_expect_gt(plan.recomputed, 0);
+            cr_expect_eq(memcmp(want, tg_params_grads(ps), np * sizeof(tg_real)), 0);
+        } else {
+            cr_expect_eq(st, TG_ERR_NOMEM, "allocation %ld: %s", n, tg_errmsg(ctx));
+            cr_expect(tg_errmsg(ctx)[0], "no message at allocation %ld", n);
+        }
+        for (int i = 0; i < tg_params_count(ps); i++)
+            cr_assert(tg_grad(tg_params_at(ps, i)), "allocation %ld: a parameter lost its gradient buffer", n);
+        tg_tape_free(tape);
+        cr_assert_eq(f.live, live, "%ld blocks leaked when allocation %ld failed", f.live - live, n);
+    }
+    cr_expect(done);
+    free(want);
+    tg_dataset_free(d);
+    tg_params_free(ps);
+    tg_model_free(m);
+    tg_ctx_free(ctx);
+}
