@@ -105,6 +105,13 @@ void tg_tape_set_sweep_hook(tg_tape *tp, tg_sweep_hook fn, void *user)
     tp->hook_user = user;
 }
 
+void tg_tape_set_segment_hook(tg_tape *tp, tg_segment_hook fn, void *user)
+{
+    if (!tp) return;
+    tp->seg_hook = fn;
+    tp->seg_hook_user = user;
+}
+
 /* ---- tensor views ---------------------------------------------------------- */
 /* NULL reads as an empty tensor: 0, NULL, NaN, -1 (no position) */
 int tg_rows(const tg_tensor *t) { return t ? t->rows : 0; }

@@ -513,6 +513,48 @@ typedef struct tg_unroll {
 } tg_unroll;
 TG_API tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u);
 
+/* The schedule of a bounded-memory sweep (Griewank & Walther, "Algorithm 799:
+ * revolve", ACM TOMS 26(1), 2000): the steps are cut into segments of
+ * `segment` steps (the last may be shorter); the tape holds one segment at a
+ * time and `snapshots` saved states; `recomputed` segment-steps are recorded
+ * again from a snapshot beyond the one forward pass. */
+typedef struct tg_bptt_plan {
+    int steps;              /* time steps swept */
+    int segment;            /* steps per segment (= steps when the budget holds them all) */
+    int segments;
+    int snapshots;          /* states kept at once (the start state included) */
+    long long forward_steps;/* time steps recorded in all, >= steps */
+    long long recomputed;   /* forward_steps - steps */
+    size_t tape_bytes;      /* the most the tape held (arena bytes reserved) */
+    size_t snapshot_bytes;  /* the most the snapshots held */
+} tg_bptt_plan;
+
+/* Forward and reverse sweep of steps [u->t0, u->t0 + u->steps) in one call: adds (+=) the
+ * gradient of the loss into every parameter of u->params (like tg_model_unroll followed by
+ * tg_backward) and sets *loss to the loss's value.  u->targets are required.  memory = 0:
+ * one recording of the whole range.  memory > 0 (bytes): the tape and the state snapshots
+ * together never hold more than that; segments are recorded again from snapshots as the
+ * binomial schedule says.  Too small a budget for one step: TG_ERR_ARG naming the least
+ * budget that would do.  state_out (may be NULL; entries may be NULL): per state, a
+ * [rows, B] buffer the caller owns, filled with the state after the last step (what
+ * truncated BPTT passes on as state0).  plan (may be NULL): the schedule used.
+ * The tape is reset (its first segment stays recorded, with gradients, until the next
+ * reset).  Anomaly detection, the sweep hook and training mode of the tape apply to every
+ * segment.  docs/memory.md tells how the budget is spent and what is bit-exact. */
+TG_API tg_status tg_model_backprop(const tg_model *m, tg_tape *tape, tg_unroll *u, size_t memory,
+                                   tg_real *const *state_out, double *loss, tg_bptt_plan *plan);
+
+/* Parses a size such as "256M", "1.5G", "4096", "64K" (powers of 1024; B optional) into
+ * bytes.  TG_ERR_ARG with a message for anything else (negative, empty, overflow, junk). */
+TG_API tg_status tg_parse_size(tg_ctx *ctx, const char *text, size_t *bytes);
+
+/* Called by tg_model_backprop after each segment's reverse sweep, while the segment's entries
+ * (values and, with tg_tape_keep_grads(tape, 1), gradients) are on the tape: steps
+ * [t0, t0 + steps), segments in the order they are swept (last first).  Without a budget it
+ * is called once for the whole range.  NULL removes it. */
+typedef void (*tg_segment_hook)(tg_tape *tape, int t0, int steps, void *user);
+TG_API void tg_tape_set_segment_hook(tg_tape *tape, tg_segment_hook fn, void *user);
+
 /* ---- end of models -------------------------------------------------------- */
 
 /* ---- training (train/) ---------------------------------------------------

@@ -224,6 +224,8 @@ struct tg_tape {
     size_t work_len;
     tg_sweep_hook hook;
     void *hook_user;
+    tg_segment_hook seg_hook; /* tg_model_backprop's, after each segment's sweep */
+    void *seg_hook_user;
 };
 
 /* A parameter's tensor knows its context, so that a tape of another context
