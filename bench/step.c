@@ -33,9 +33,7 @@
  * one if it took more than --one-step seconds (20); the time reported is the
  * fastest step after the first (which also pays the tape's first growth), or
  * the first if it ran alone.  The step is tg_model_backprop() with the
- * memory budget SIZE (0, the default: full BPTT) where the library has it
- * (run.sh passes -DTG_BENCH_BACKPROP when core/tapegrad.h declares it);
- * without it, tg_model_unroll + tg_backward, and a budget is an error.  Peak RSS is the process's (ru_maxrss) and includes the
+ * memory budget SIZE (as `--memory` of the tool; 0, the default: full BPTT).  Peak RSS is the process's (ru_maxrss) and includes the
  * data, which is printed apart (data_mib).
  * Every time is wall-clock, from CLOCK_MONOTONIC. */
 #include <cblas.h>
@@ -211,20 +209,12 @@ __attribute__((noinline)) static void train_step(bench *bn)
 }
 
 /* One step of --long: the same step as train_step, through tg_model_backprop
- * (which records, sweeps and resets the tape itself) where the library has it. */
-#ifdef TG_BENCH_BACKPROP
+ * (which records, sweeps and resets the tape itself, in segments under a budget). */
 static tg_bptt_plan long_plan;
-#endif
 static void long_step(bench *bn)
 {
-#ifdef TG_BENCH_BACKPROP
     if (tg_model_backprop(bn->model, bn->tape, &bn->u, bn->memory, NULL, &bn->loss, &long_plan) != TG_OK)
         die("tg_model_backprop", bn->ctx);
-#else
-    tg_tensor *loss = record(bn);
-    bn->loss = tg_item(loss);
-    if (tg_backward(bn->tape, loss) != TG_OK) die("backward", bn->ctx);
-#endif
     tg_real *restrict v = tg_params_values(bn->ps);
     const tg_real *restrict g = tg_params_grads(bn->ps);
     size_t n = tg_params_total(bn->ps);
@@ -255,14 +245,12 @@ static void run_long(bench *bn, double seconds, double one_limit)
     }
     printf("steps_run=%d\ns_first=%.6f\ns_step=%.6f\n", n, first, n > 1 ? best : first);
     printf("rss_mib=%.1f\ntape_mib=%.1f\n", peak_rss_mib(), (double)tg_tape_bytes(bn->tape) / 1048576.0);
-#ifdef TG_BENCH_BACKPROP
     const tg_bptt_plan *p = &long_plan;
     printf("plan_steps=%d\nplan_segment=%d\nplan_segments=%d\nplan_snapshots=%d\n", p->steps, p->segment,
            p->segments, p->snapshots);
     printf("plan_forward_steps=%lld\nplan_recomputed=%lld\nplan_tape_mib=%.1f\nplan_snapshot_mib=%.1f\n",
            p->forward_steps, p->recomputed, (double)p->tape_bytes / 1048576.0,
            (double)p->snapshot_bytes / 1048576.0);
-#endif
 }
 
 /* ---- set-up -------------------------------------------------------------------- */
@@ -811,18 +799,7 @@ int main(int argc, char **argv)
                bn.s.n_out, bn.s.steps, bn.s.batch, bn.lr);
         print_env(threads);
         if (strcmp(memory, "0") != 0) printf("memory_text=%s\n", memory);
-#ifdef TG_BENCH_BACKPROP
-        printf("backprop=tg_model_backprop\n");
         if (tg_parse_size(bn.ctx, memory, &bn.memory) != TG_OK) die("--memory", bn.ctx);
-#else
-        printf("backprop=tg_model_unroll+tg_backward\n");
-        if (strcmp(memory, "0") != 0) {
-            printf("budget_error=this library has no tg_model_backprop (bounded-memory BPTT)\n");
-            fprintf(stderr, "step: --memory %s: this library has no tg_model_backprop (bounded-memory BPTT)\n",
-                    memory);
-            return 3;
-        }
-#endif
         fflush(stdout);
         run_long(&bn, seconds, one_limit);
         return 0;
