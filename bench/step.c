@@ -230,7 +230,7 @@ static void run_long(bench *bn, double seconds, double one_limit)
     for (int i = 0; bn->targets[i]; i++) data += (size_t)bn->s.steps * bn->s.batch * sizeof(tg_real) * (size_t)bn->target_rows[i];
     printf("memory=%zu\ndata_mib=%.1f\n", bn->memory, (double)data / 1048576.0);
     fflush(stdout);
-    double first = 0, best = 0, start = now();
+    double first = 0, best = 0, start = now(), busy0 = machine_busy_s(), own0 = own_cpu_s();
     int n = 0;
     for (;;) {
         double a = now();
@@ -243,6 +243,10 @@ static void run_long(bench *bn, double seconds, double one_limit)
         if (n == 1 && t > one_limit) break;
         if (n >= 2 && now() - start >= seconds) break;
     }
+    double busy1 = machine_busy_s(), own1 = own_cpu_s(), wall = now() - start;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (busy0 >= 0 && busy1 >= 0 && ncpu > 0)
+        printf("others_cpu_pct=%.0f\n", fmax(0, 100.0 * ((busy1 - busy0) - (own1 - own0)) / (wall * (double)ncpu)));
     printf("steps_run=%d\ns_first=%.6f\ns_step=%.6f\n", n, first, n > 1 ? best : first);
     printf("rss_mib=%.1f\ntape_mib=%.1f\n", peak_rss_mib(), (double)tg_tape_bytes(bn->tape) / 1048576.0);
     const tg_bptt_plan *p = &long_plan;
