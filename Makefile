@@ -210,9 +210,11 @@ install-python:
 clean:
 	rm -rf build
 
-# ---- benchmark (issue 6): one training step of models/elman.yaml at four sizes,
-# the LSTM and GRU, PyTorch beside them when python3 has torch; see bench/run.sh
-# for its settings (BENCH_SIZES, BENCH_SECONDS, ...).  Builds in build/bench.
+# ---- benchmark (issues 6, 15): one training step of models/elman.yaml at four sizes,
+# the LSTM and GRU, PyTorch beside them when python3 has torch, KANN when
+# TG_BENCH_KANN names a checkout, the long-sequence table (full BPTT and a memory
+# budget); see bench/run.sh and bench/README.md for its settings (BENCH_SIZES,
+# BENCH_SECONDS, BENCH_LONG_T, ...).  Builds in build/bench.  Not part of `make check`.
 .PHONY: bench
 bench:
 	BENCH_OPT='$(OPT)' bench/run.sh
