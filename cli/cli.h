@@ -137,9 +137,8 @@ tg_status cli_unroll_all(cli_session *s, tg_tensor **loss, tg_unroll *per_seq);
 const char *cli_suggest(const char *word, const char *const *cands, int n);
 
 /* ---- a memory budget: --memory SIZE (grad, train, dump) ---------------------------- */
-#define CLI_MEMORY_HELP                                                                       \
-    "bound what BPTT keeps (tape and state snapshots) to SIZE bytes (K/M/G: powers of 1024), " \
-    "recording segments again from snapshots (binomial schedule); prints the schedule"
+#define CLI_MEMORY_HELP \
+    "BPTT keeps at most SIZE bytes (K/M/G) of tape and snapshots, recording segments again; prints the schedule"
 /* Parses SIZE with tg_parse_size into *bytes.  A bad size or 0 prints
  * "tapegrad CMD: --memory 'SIZE': why" and returns CLI_USAGE; else 0. */
 int cli_parse_memory(const cli_cmd *cmd, const char *text, size_t *bytes);

@@ -212,7 +212,7 @@ static int dump(const cli_cmd *cmd, int argc, char **argv)
         {"norms-csv", CLI_STRING, &a.norms_csv, "FILE", "write the per-step gradient norms to FILE as CSV", 0, 0},
         {"output", CLI_STRING, &a.output, "FILE", "write the dump to FILE instead of standard output", 0, 0},
         {"memory", CLI_STRING, &a.memory, "SIZE",
-         CLI_MEMORY_HELP "; the dump is then one per segment, in time order", 0, 0},
+         CLI_MEMORY_HELP "; one dump per segment", 0, 0},
         CLI_OPT_SEED(&a.c),
         CLI_OPT_DIM(&a.c),
     };

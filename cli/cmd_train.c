@@ -190,8 +190,7 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         {"seed", CLI_U64, &o.c.seed, "S", "seed of the initial weights and the shuffling (default 1)", 0, 0},
         CLI_OPT_DIM(&o.c),
         {"steps", CLI_INT, &o.max_steps, "N", "stop after N steps in all (resumable, like Ctrl-C)", 1, 2000000000},
-        {"memory", CLI_STRING, &o.memory, "SIZE", CLI_MEMORY_HELP " after the first step; a resumed run keeps "
-                                                  "its own unless given", 0, 0},
+        {"memory", CLI_STRING, &o.memory, "SIZE", CLI_MEMORY_HELP " (a resumed run keeps its own)", 0, 0},
         {"target", CLI_DOUBLE, &o.target, "LOSS", "stop after an epoch whose mean loss is below LOSS", 0, 1e300},
         {"save", CLI_STRING, &o.save, "FILE", "checkpoint: one file that resumes the run and that run, grad, dump "
                                               "and sample read", 0, 0},
