@@ -23,6 +23,16 @@ static tg_chunk *chunk_new(tg_arena *a, size_t need)
 {
     size_t size = a->reserved > TG_CHUNK_MIN ? a->reserved : TG_CHUNK_MIN; /* doubles */
     if (size < need) size = align_up(need);
+    size_t counted = size;
+    if (a->exact) { /* one request per chunk: nothing else fits in it */
+        size = need;
+        counted = align_up(need);
+    }
+    if (a->limit && (counted > a->limit || a->reserved > a->limit - counted)) {
+        a->limit_hit = true;
+        tg_error(a->ctx, TG_ERR_NOMEM, "the tape reached its memory budget of %zu bytes", a->limit);
+        return NULL;
+    }
     size_t total = chunk_header() + size + TG_ALIGN + sizeof(void *);
     char *raw = tg_alloc(a->ctx, total);
     if (!raw) return NULL;
@@ -31,7 +41,7 @@ static tg_chunk *chunk_new(tg_arena *a, size_t need)
     c->next = NULL;
     c->size = size;
     c->used = 0;
-    a->reserved += size;
+    a->reserved += counted;
     return c;
 }
 
@@ -84,4 +94,19 @@ void tg_arena_release(tg_arena *a)
     }
     a->head = a->cur = NULL;
     a->reserved = 0;
+}
+
+tg_status tg_arena_reserve(tg_arena *a, size_t bytes)
+{
+    tg_arena_release(a);
+    bool exact = a->exact;
+    size_t limit = a->limit;
+    a->exact = true; /* exactly this size, not the 64 KiB a first chunk gets */
+    a->limit = 0;
+    tg_chunk *c = chunk_new(a, align_up(bytes ? bytes : 16));
+    a->exact = exact;
+    a->limit = limit;
+    if (!c) return TG_ERR_NOMEM;
+    a->head = a->cur = c;
+    return TG_OK;
 }

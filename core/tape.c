@@ -371,11 +371,9 @@ tg_tensor *tg_apply(tg_tape *tp, const char *name, int n, tg_tensor *const *in, 
 }
 
 /* ---- the reverse sweep -------------------------------------------------------- */
-tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
+static tg_status loss_check(tg_tape *tp, tg_tensor *loss)
 {
-    if (!tp) return TG_ERR_ARG;
     tg_ctx *ctx = tp->ctx;
-    if (!loss) return tg_error(ctx, TG_ERR_ARG, "backward: loss is NULL");
     if (loss->index < 0 || loss->index >= tp->n || tp->nodes[loss->index] != loss)
         return tg_error(ctx, TG_ERR_ARG, "backward: the loss is not an entry of this tape");
     if (tg_numel(loss) != 1) {
@@ -383,24 +381,75 @@ tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
         return tg_error(ctx, TG_ERR_SHAPE, "backward: the loss must be 1x1, not %s",
                         tg_shape_str(sh, loss->rows, loss->cols, loss->ndim));
     }
+    return TG_OK;
+}
+
+static tg_status sweep(tg_tape *tp, tg_tensor *loss, int n_seeds, tg_tensor *const *seeds,
+                       const tg_real *const *seed_grads);
+
+tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
+{
+    if (!tp) return TG_ERR_ARG;
+    tg_ctx *ctx = tp->ctx;
+    if (!loss) return tg_error(ctx, TG_ERR_ARG, "backward: loss is NULL");
+    tg_status st = loss_check(tp, loss);
+    if (st) return st;
     if (!isfinite(loss->val[0]))
         return tg_error(ctx, TG_ERR_NONFINITE, "backward: the loss is %g", (double)loss->val[0]);
+    return sweep(tp, loss, 0, NULL, NULL);
+}
 
-    /* One reverse pass.  An entry's gradient is allocated and zeroed when
-     * its first consumer is about to add into it: consumers come later on
-     * the tape, so every consumer has run by the time the sweep reaches the
-     * entry itself.  Entries no path from the loss reaches are skipped and
-     * keep no gradient; forward-only use of a tape pays nothing for them. */
-    const int last = loss->index;
+tg_status tg_backward_seeded(tg_tape *tp, tg_tensor *loss, int n, tg_tensor *const *seeds,
+                             const tg_real *const *grads, bool check_loss)
+{
+    tg_status st;
+    if (loss && (st = loss_check(tp, loss))) return st;
+    if (loss && check_loss && !isfinite(loss->val[0]))
+        return tg_error(tp->ctx, TG_ERR_NONFINITE, "backward: the loss is %g", (double)loss->val[0]);
+    for (int i = 0; i < n; i++)
+        TG_ASSERT(seeds[i]->index >= 0 && seeds[i]->index < tp->n && tp->nodes[seeds[i]->index] == seeds[i]);
+    return sweep(tp, loss, n, seeds, grads);
+}
+
+/* One reverse pass.  An entry's gradient is allocated and zeroed when its
+ * first consumer is about to add into it: consumers come later on the tape,
+ * so every consumer has run by the time the sweep reaches the entry itself.
+ * Entries no path from the loss (or a seed) reaches are skipped and keep no
+ * gradient; forward-only use of a tape pays nothing for them. */
+static tg_status sweep(tg_tape *tp, tg_tensor *loss, int n_seeds, tg_tensor *const *seeds,
+                       const tg_real *const *seed_grads)
+{
+    tg_ctx *ctx = tp->ctx;
+    int last = loss ? loss->index : -1;
+    for (int i = 0; i < n_seeds; i++)
+        if (seeds[i]->index > last) last = seeds[i]->index;
     unsigned id = ++tp->sweep;
     if (id == 0) { /* wrapped after 2^32 sweeps: forget every old mark */
         for (int i = 0; i < tp->n; i++) tp->nodes[i]->sweep = 0;
         id = tp->sweep = 1;
     }
-    if (!loss->requires_grad) return TG_OK; /* nothing upstream needs a gradient */
-    if (!loss->grad && !(loss->grad = tg_arena_alloc(&tp->arena, sizeof(tg_real)))) return TG_ERR_NOMEM;
-    loss->grad[0] = 1;
-    loss->sweep = id;
+    int started = 0;
+    if (loss && loss->requires_grad) {
+        if (!loss->grad && !(loss->grad = tg_arena_alloc(&tp->arena, sizeof(tg_real)))) return TG_ERR_NOMEM;
+        loss->grad[0] = 1;
+        loss->sweep = id;
+        started = 1;
+    }
+    for (int i = 0; i < n_seeds; i++) {
+        tg_tensor *x = seeds[i];
+        if (!x->requires_grad || x->kind == TG_KIND_PARAM) continue; /* nothing upstream needs it */
+        size_t n = tg_numel(x);
+        if (x->sweep != id) {
+            x->sweep = id;
+            if (!x->grad && !(x->grad = grad_alloc(tp, n * sizeof(tg_real)))) return TG_ERR_NOMEM;
+            if (seed_grads[i]) memcpy(x->grad, seed_grads[i], n * sizeof(tg_real));
+            else memset(x->grad, 0, n * sizeof(tg_real));
+        } else if (seed_grads[i]) { /* seeded twice (two states, one entry): the sum */
+            for (size_t j = 0; j < n; j++) x->grad[j] += seed_grads[i][j];
+        }
+        started = 1;
+    }
+    if (!started) return TG_OK; /* nothing upstream needs a gradient */
 
     if (tp->hook) tp->hook(NULL, tp->hook_user);
     for (int i = last; i >= 0; i--) {
@@ -444,5 +493,43 @@ tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
             t->grad = NULL;
         }
     }
+    return TG_OK;
+}
+
+void tg_tape_require_grad(tg_tape *tp, tg_tensor *const *leaves, int n)
+{
+    int first = tp->n;
+    for (int i = 0; i < n; i++) {
+        if (leaves[i]->requires_grad) continue;
+        leaves[i]->requires_grad = 1;
+        if (leaves[i]->index < first) first = leaves[i]->index;
+    }
+    /* creation order is topological: one forward pass settles every entry */
+    for (int i = first + 1; i < tp->n; i++) {
+        tg_tensor *t = tp->nodes[i];
+        if (t->requires_grad || !t->op || !t->op->def.differentiable) continue;
+        for (int k = 0; k < t->n_in; k++)
+            if (t->in[k]->requires_grad) {
+                t->requires_grad = 1;
+                break;
+            }
+    }
+}
+
+tg_status tg_tape_set_capacity(tg_tape *tp, int entries)
+{
+    tg_tape_reset(tp);
+    tg_arena_release(&tp->arena);
+    if (entries == tp->cap) return TG_OK;
+    if (entries == 0) {
+        tg_free(tp->ctx, tp->nodes, (size_t)tp->cap * sizeof *tp->nodes);
+        tp->nodes = NULL;
+        tp->cap = 0;
+        return TG_OK;
+    }
+    tg_tensor **nodes = tg_realloc(tp->ctx, tp->nodes, (size_t)tp->cap * sizeof *nodes, (size_t)entries * sizeof *nodes);
+    if (!nodes) return TG_ERR_NOMEM;
+    tp->nodes = nodes;
+    tp->cap = entries;
     return TG_OK;
 }

@@ -49,6 +49,13 @@ typedef struct tg_arena {
     tg_ctx *ctx;
     tg_chunk *head, *cur; /* cur: the chunk being filled */
     size_t reserved;      /* bytes held in all chunks */
+    /* tg_model_backprop measures what a step costs: `exact` makes every new
+     * chunk hold one request and count it rounded to a cache line (an upper
+     * bound on what the same requests take bumped out of one chunk, whatever
+     * their order); a nonzero `limit` refuses a chunk that would take
+     * `reserved` past it and sets limit_hit. */
+    bool exact, limit_hit;
+    size_t limit;
 } tg_arena;
 
 void tg_arena_init(tg_arena *a, tg_ctx *ctx);
@@ -76,6 +83,9 @@ static inline void *tg_arena_alloc(tg_arena *a, size_t bytes)
 }
 void tg_arena_reset(tg_arena *a);
 void tg_arena_release(tg_arena *a);
+/* Frees every chunk and keeps one of exactly `bytes` (rounded to a cache
+ * line): a tape that must stay within a budget.  NULL + error on OOM. */
+tg_status tg_arena_reserve(tg_arena *a, size_t bytes);
 
 /* ---- ops ------------------------------------------------------------------ */
 typedef int (*tg_shape_fn)(int n, const int (*in)[2], const double *attrs,
@@ -316,6 +326,24 @@ tg_tensor *tg_record(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in,
  * was compiled, records through this. */
 tg_tensor *tg_record_checked(tg_tape *tp, const tg_op *op, int n, tg_tensor *const *in, const double *attrs,
                              int rows, int cols);
+
+/* For tg_model_backprop (models/backprop.c), which sweeps a sequence one
+ * segment at a time.  tg_backward_seeded is tg_backward with the gradients
+ * of other entries given too: each seeds[i] that needs a gradient starts the
+ * sweep holding grads[i] (NULL: zeros), copied, so that what the segment adds
+ * to it comes after what later segments added, in one recording's order.
+ * loss may be NULL; with check_loss, a non-finite loss is refused as
+ * tg_backward refuses it. */
+tg_status tg_backward_seeded(tg_tape *tp, tg_tensor *loss, int n, tg_tensor *const *seeds,
+                             const tg_real *const *grads, bool check_loss);
+/* Makes the leaves need a gradient after they were recorded, and with them
+ * every later entry that reads one (the model unroller records a segment's
+ * start state as a leaf without one). */
+void tg_tape_require_grad(tg_tape *tp, tg_tensor *const *leaves, int n);
+/* Resets the tape, frees its arena and sizes its entry list for exactly
+ * `entries` (0 frees it): what a budget holds is then what the tape
+ * reports. */
+tg_status tg_tape_set_capacity(tg_tape *tp, int entries);
 
 /* Elementwise-broadcast helpers shared by the binary ops. */
 int tg_broadcast_shape(int n, const int (*in)[2], int out[2], const char *op,
