@@ -296,7 +296,9 @@ static int dump(const cli_cmd *cmd, int argc, char **argv)
         .targets = targets,
         .title = a.c.model,
     };
-    if (st) {
+    if (st == TG_ERR_ARG && memory) { /* a budget too small for one step */
+        rc = cli_error(CLI_USAGE, "tapegrad %s: --memory: %s", cmd->name, tg_errmsg(s.ctx));
+    } else if (st) {
         /* The message names the entry, its inputs, the step and the
          * equation; the dump shows the tape up to there. */
         rc = cli_fail(&s);

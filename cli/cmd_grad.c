@@ -40,6 +40,10 @@ static int budget_sweep(const cli_cmd *cmd, cli_session *s, size_t memory, int t
         };
         tg_status st = tg_model_backprop(s->model, s->tape, &u, memory, NULL, &each[q], &plans[q]);
         if (st == TG_OK && isfinite(each[q])) continue;
+        if (st == TG_ERR_ARG) { /* a budget too small for one step */
+            rc = cli_error(CLI_USAGE, "tapegrad %s: --memory: %s", cmd->name, tg_errmsg(s->ctx));
+            break;
+        }
         if (st && st != TG_ERR_NONFINITE) {
             rc = cli_fail(s);
             break;

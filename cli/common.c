@@ -477,9 +477,9 @@ void cli_plan_text(char *buf, size_t len, size_t memory, const tg_bptt_plan *p)
         snprintf(buf, len, "memory budget %s: %d steps in one segment, nothing recomputed; tape %s + snapshots %s", mb,
                  p->steps, tb, sb);
     else
-        snprintf(buf, len, "memory budget %s: %d steps in %d segments of %d, %d snapshots, %lld steps recomputed "
+        snprintf(buf, len, "memory budget %s: %d steps in %d segments of %d, %d snapshot%s, %lld steps recomputed "
                            "(%.2f forward passes, binomial schedule); tape %s + snapshots %s",
-                 mb, p->steps, p->segments, p->segment, p->snapshots, p->recomputed,
+                 mb, p->steps, p->segments, p->segment, p->snapshots, p->snapshots == 1 ? "" : "s", p->recomputed,
                  p->steps > 0 ? (double)p->forward_steps / p->steps : 0.0, tb, sb);
 }
 

@@ -128,7 +128,9 @@ static void watch_hook(tg_tensor *e, void *user)
     if (e->index < 0 || e->index >= w->cap_entries) return;
     for (int k = 0; k < e->n_in; k++) {
         tg_tensor *x = e->in[k];
-        if (x->kind != TG_KIND_PARAM) continue;
+        /* a parameter without a gradient: a sweep that is not the caller's
+         * (tg_model_backprop measuring a step's cost) */
+        if (x->kind != TG_KIND_PARAM || !x->grad) continue;
         int dup = 0;
         for (int m = 0; m < k; m++) dup |= e->in[m] == x;
         if (dup) continue;

@@ -42,8 +42,8 @@ static const char *path(const char *name)
 
 /* Budgets that cut the tests' sequences into several segments (a step of
  * ELMAN at these sizes takes a few hundred bytes of tape). */
-#define BUDGET ((size_t)6 << 10)
-#define TOOL_BUDGET "6K"
+#define BUDGET ((size_t)12 << 10)
+#define TOOL_BUDGET "12K"
 
 #ifdef TG_REAL_DOUBLE
 #define TOL 1e-12
@@ -439,11 +439,11 @@ MT_TEST(budget, grad_under_a_budget_equals_the_whole_tape)
     /* the schedule of each sequence on stderr, and in the JSON */
     for (int q = 1; q <= 3; q++) {
         char want[128];
-        snprintf(want, sizeof want, "sequence %d: memory budget 6.0 KiB: 40 steps in ", q);
+        snprintf(want, sizeof want, "sequence %d: memory budget 12.0 KiB: 40 steps in ", q);
         cr_expect(strstr(b.err, want), "no '%s' in %s", want, b.err);
     }
     cr_expect(strstr(b.err, "binomial schedule"), "%s", b.err);
-    const char *sched = strstr(b.out, ", \"memory\": 6144, \"schedule\": {\"steps\": 40, \"segment\": ");
+    const char *sched = strstr(b.out, ", \"memory\": 12288, \"schedule\": {\"steps\": 40, \"segment\": ");
     cr_assert_not_null(sched, "%s", b.out);
     /* the same numbers once the budget's fields are taken out */
     char *plain = strdup(b.out), *s0 = strstr(plain, ", \"memory\""), *s1 = strstr(s0, "}");
@@ -484,7 +484,7 @@ MT_TEST(budget, dump_under_a_budget_lists_the_segments_in_time_order)
     const char *cut[] = {"dump", "models/elman.yaml", "--data", data, "--grads", "--memory", TOOL_BUDGET, NULL};
     mt_result r = mt_tool(cut);
     cr_assert_eq(r.code, 0, "%s", r.err);
-    cr_expect(strstr(r.err, "memory budget 6.0 KiB: 40 steps in "), "%s", r.err);
+    cr_expect(strstr(r.err, "memory budget 12.0 KiB: 40 steps in "), "%s", r.err);
     int last = 0, parts = 0;
     for (const char *p = r.out; (p = strstr(p, " tanh ")); p++) {
         const char *t = strstr(p, "h[t=");
