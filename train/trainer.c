@@ -560,8 +560,13 @@ static tg_status run_chunk(tg_trainer *tr, tgt_plan *p, int k, int c, int backwa
         for (int i = 0; i < tr->n_st; i++) out[i] = p->out[i];
         st = tg_model_backprop(tr->m, tr->tape, &u, tr->o.memory, tr->n_st ? out : NULL, raw, &tr->prog.plan);
         tr->plan_cols = cols;
-        /* a non-finite loss stops the sweep before *raw is set; one recording still holds it */
+        /* a non-finite loss stops the sweep before *raw is set: one recording still
+         * holds it; under a budget a recording without a sweep sums it again */
         if (st == TG_ERR_NONFINITE && !tr->o.memory && u.loss) *raw = tg_item(u.loss);
+        else if (st == TG_ERR_NONFINITE) {
+            tg_unroll v = u; /* forward_only moves its range; u is recorded again below */
+            if ((st = forward_only(tr, p, &v, text, raw)) == TG_OK) st = TG_ERR_NONFINITE;
+        }
     } else {
         st = forward_only(tr, p, &u, text, raw);
     }
