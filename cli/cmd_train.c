@@ -551,7 +551,7 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         if (to.memory && p->plan.steps) {
             char line[512];
             cli_plan_text(line, sizeof line, to.memory, &p->plan);
-            printf("  last step's %s\n", line);
+            printf("  schedule of the last step: %s\n", line);
         }
         if (o.save) printf("saved %s\n", o.save);
     }
