@@ -498,3 +498,54 @@ MT_TEST(budget, dump_under_a_budget_lists_the_segments_in_time_order)
     cr_expect_gt(parts, 1, "%s", r.out);
     mt_result_free(&r);
 }
+
+/* --detect-anomaly under a budget stops where it stops without one. */
+MT_TEST(budget, dump_detect_anomaly_names_the_same_entry_under_a_budget)
+{
+    char model[256], data[256];
+    snprintf(model, sizeof model, "%s", overflow_files());
+    snprintf(data, sizeof data, "%s", path("overflow-data.yaml"));
+    const char *full[] = {"dump", model, "--data", data, "--detect-anomaly", "--fused", "--output", path("a.txt"), NULL};
+    const char *cut[] = {"dump", model, "--data", data, "--detect-anomaly", "--fused", "--output", path("b.txt"),
+                         "--memory", TOOL_BUDGET, NULL};
+    mt_result a = mt_tool(full), b = mt_tool(cut);
+    cr_expect_eq(a.code, 4, "%s", a.err);
+    cr_expect_eq(b.code, 4, "%s", b.err);
+    char *ma = mask_entries(a.err), *mb = mask_entries(b.err);
+    cr_expect_str_eq(mb, ma);
+    cr_expect(strstr(a.err, "overflow.yaml:10:9: in 's' at step 45: non-finite value computed by entry "), "%s", a.err);
+    free(ma), free(mb);
+    mt_result_free(&a), mt_result_free(&b);
+}
+
+/* The tool: a run saved under --memory resumes with its budget (and says so);
+ * a checkpoint from before budgets existed reads as no budget. */
+MT_TEST(budget, train_resumes_with_the_budget_it_was_saved_with)
+{
+    char data[256], ck[256];
+    snprintf(data, sizeof data, "%s", elman_data("train.yaml", 4, 40));
+    snprintf(ck, sizeof ck, "%s", path("run.tgckpt"));
+    const char *first[] = {"train", "models/elman.yaml", "--data", data, "--epochs", "2", "--steps", "3", "--memory",
+                           TOOL_BUDGET, "--save", ck, NULL};
+    mt_result r = mt_tool(first);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "adam lr 0.001, 13 parameters, 2 epochs, memory budget 12.0 KiB\n"), "%s", r.err);
+    cr_expect(strstr(r.err, "\nmemory budget 12.0 KiB: 40 steps in "), "%s", r.err);
+    cr_expect(strstr(r.out, "  schedule of the last step: memory budget 12.0 KiB: 40 steps in "), "%s", r.out);
+    mt_result_free(&r);
+    const char *again[] = {"train", "models/elman.yaml", "--data", data, "--resume", ck, "--format", "json", NULL};
+    r = mt_tool(again);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "\"steps\": 5, \"total_steps\": 8, ") && strstr(r.out, "\"memory\": 12288, \"schedule\": {"),
+              "%s", r.out);
+    mt_result_free(&r);
+    tg_ctx *ctx = tg_ctx_new(NULL);
+    tg_checkpoint *c = tg_checkpoint_open(ctx, "tests/data/ckpt-v1.tgckpt");
+    cr_assert_not_null(c, "%s", tg_errmsg(ctx));
+    tg_train_opts o;
+    memset(&o, 0xff, sizeof o);
+    cr_assert_eq(tg_checkpoint_opts(c, &o), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(o.memory, 0);
+    tg_checkpoint_close(c);
+    tg_ctx_free(ctx);
+}
