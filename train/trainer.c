@@ -451,11 +451,14 @@ static double schedule_lr(const tg_trainer *tr, uint64_t t)
  * leaves the final states in p->out.  Under a memory budget it records
  * segments of the last training sweep's segment length (scaled to the
  * columns; one step before any sweep), the states carried from one to the
- * next, so the tape never holds more than a training sweep's segment. */
+ * next, so the tape never holds more than a training sweep's segment; a
+ * model with a reverse state is recorded whole, as its sweeps are. */
 static tg_status forward_only(tg_trainer *tr, tgt_plan *p, tg_unroll *u, int text, double *raw)
 {
-    int steps = u->steps, seg = steps;
-    if (tr->o.memory) {
+    int steps = u->steps, seg = steps, reverse = 0;
+    /* a state that runs in reverse starts at the end: the sequence is recorded whole */
+    for (int i = 0; i < tr->n_st; i++) reverse |= tg_model_var_flags(tr->m, TG_ROLE_STATE, i, NULL) & TG_VAR_REVERSE;
+    if (tr->o.memory && !reverse) {
         long long s = tr->prog.plan.segment > 0 ? tr->prog.plan.segment : 1;
         if (tr->plan_cols > u->batch) s = s * tr->plan_cols / u->batch;
         seg = s < 1 ? 1 : s < steps ? (int)s : steps;
