@@ -26,12 +26,34 @@ typedef struct seg_dump {
     tg_dump_opts opts;
     const char *model;
     int failed, nonfinite;         /* nonfinite: the first sequence (1-based) whose loss is not, or 0 */
+    /* the first non-finite value in time order (from the earliest segment
+     * that has one) and the first gradient in sweep order, as a whole-tape
+     * dump warns of them */
+    char bad_value[1024], bad_grad[1024];
+    int bad_seq, bad_t0;
 } seg_dump;
+
+/* Notes the segment's first non-finite value or gradient (see seg_dump). */
+static void seg_check(seg_dump *d, tg_tape *tape, int t0)
+{
+    tg_ctx *ctx = tg_tape_ctx(tape);
+    int n = tg_tape_length(tape);
+    if (tg_tape_check_finite(tape, NULL)) {
+        if (!d->bad_value[0] || d->seq < d->bad_seq || (d->seq == d->bad_seq && t0 < d->bad_t0)) {
+            snprintf(d->bad_value, sizeof d->bad_value, "%s", tg_errmsg(ctx));
+            d->bad_seq = d->seq, d->bad_t0 = t0;
+        }
+    } else if (!d->bad_grad[0] && n && tg_tape_check_finite(tape, tg_tape_at(tape, n - 1))) {
+        snprintf(d->bad_grad, sizeof d->bad_grad, "%s", tg_errmsg(ctx));
+    }
+    tg_clear_error(ctx);
+}
 
 static void seg_hook(tg_tape *tape, int t0, int steps, void *user)
 {
     seg_dump *d = user;
-    if (d->failed) return;
+    seg_check(d, tape, t0);
+    if (d->failed || !d->tmp) return;
     if (d->n == d->cap) {
         int cap = d->cap ? 2 * d->cap : 16;
         seg_part *p = realloc(d->part, (size_t)cap * sizeof *p);
@@ -124,7 +146,7 @@ static tg_status budget_sweep(const cli_cmd *cmd, cli_session *s, const dump_arg
     const tg_real *in[256], *tg[256];
     int dumping = !a->norms || a->output;
     if (dumping && !(d->tmp = tmpfile())) d->failed = 1; /* said once the sweep is done */
-    if (dumping && d->tmp) tg_tape_set_segment_hook(s->tape, seg_hook, d);
+    tg_tape_set_segment_hook(s->tape, seg_hook, d);
     if ((a->norms || a->norms_csv) && !(*gn = tg_grad_norms_watch(s->tape, s->params))) return tg_status_last(s->ctx);
     tg_status st = TG_OK;
     for (int q = 0; q < n && !st; q++) {
@@ -230,8 +252,8 @@ static int dump(const cli_cmd *cmd, int argc, char **argv)
         "its inputs, the step and the equation.\n"
         "--norms prints |dL/dP| contributed at each step for each parameter P and\n"
         "|dL/dh(t)| for each equation h: the vanishing/exploding-gradient picture.\n"
-        "--memory SIZE sweeps each sequence in segments that fit SIZE (the schedule on\n"
-        "standard error; the data needs its targets): the dump is then one dump per\n"
+        "--memory SIZE sweeps each sequence (as --grads does: the data needs its targets)\n"
+        "in segments that fit SIZE, the schedule on standard error; the dump is one per\n"
         "segment (entries numbered from the segment's start, its states at the first\n"
         "step given as inputs), sequences in order and each one's segments in time\n"
         "order (JSON: an array of them); --norms gives the table it gives without.",
@@ -310,9 +332,11 @@ static int dump(const cli_cmd *cmd, int argc, char **argv)
                                      cmd->name)
                          : write_dump(cmd, &s, &a, &dopts, &segs);
         if (!rc && gn) rc = write_norms(cmd, &a, gn);
-        if (!rc && segs.nonfinite) {
-            cli_error(0, "tapegrad %s: warning: the loss of sequence %d is not finite", cmd->name, segs.nonfinite);
-            fputs("(--detect-anomaly stops at the first non-finite number and names it)\n", stderr);
+        const char *bad = segs.bad_value[0] ? segs.bad_value : segs.bad_grad;
+        if (!rc && (bad[0] || segs.nonfinite)) {
+            if (bad[0]) cli_error(0, "tapegrad %s: warning: %s", cmd->name, bad);
+            else cli_error(0, "tapegrad %s: warning: the loss of sequence %d is not finite", cmd->name, segs.nonfinite);
+            fputs("(--detect-anomaly stops at the first one)\n", stderr);
         }
     } else {
         rc = write_dump(cmd, &s, &a, &dopts, NULL);

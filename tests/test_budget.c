@@ -549,3 +549,24 @@ MT_TEST(budget, train_resumes_with_the_budget_it_was_saved_with)
     tg_checkpoint_close(c);
     tg_ctx_free(ctx);
 }
+
+/* Without --detect-anomaly, a dump under a budget (which sweeps, as with
+ * --grads) stops at a non-finite loss and names the first non-finite number
+ * as the whole tape's dump with --grads does. */
+MT_TEST(budget, dump_names_the_first_nonfinite_number_under_a_budget)
+{
+    char model[256], data[256];
+    snprintf(model, sizeof model, "%s", overflow_files());
+    snprintf(data, sizeof data, "%s", path("overflow-data.yaml"));
+    const char *full[] = {"dump", model, "--data", data, "--fused", "--grads", "--output", path("a.txt"), NULL};
+    const char *cut[] = {"dump", model, "--data", data, "--fused", "--grads", "--output", path("b.txt"), "--memory",
+                         TOOL_BUDGET, NULL};
+    mt_result a = mt_tool(full), b = mt_tool(cut);
+    cr_expect_eq(a.code, 4, "%s", a.err);
+    cr_expect_eq(b.code, 4, "%s", b.err);
+    char *ma = mask_entries(a.err), *mb = mask_entries(b.err);
+    cr_expect_str_eq(mb, ma);
+    cr_expect(strstr(a.err, "first non-finite value: entry "), "%s", a.err);
+    free(ma), free(mb);
+    mt_result_free(&a), mt_result_free(&b);
+}
