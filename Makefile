@@ -232,6 +232,11 @@ $(BUILD)/step: bench/step.c $(STATIC)
 	$(CC) -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -pthread -Icore -Iops $(DEPS_CFLAGS) \
 	    -o $@ bench/step.c $(STATIC) $(DEPS_LIBS)
 
+# bench/bptt_plan.c: tg_model_backprop's plans and times under memory budgets
+# on one long sequence (docs/memory.md quotes it): make build/float/bptt_plan
+$(BUILD)/bptt_plan: bench/bptt_plan.c $(STATIC)
+	$(CC) -std=c11 $(OPT) $(REALDEF) -g -Wall -Wextra -pthread -Icore -o $@ bench/bptt_plan.c $(STATIC) $(DEPS_LIBS)
+
 # ---- fuzzing (issue 7): libFuzzer harnesses in tests/fuzz/, built by clang with
 # ASan + UBSan in build/fuzz (the library objects with -fsanitize=fuzzer-no-link).
 #   make fuzz             build the harnesses

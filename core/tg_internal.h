@@ -84,7 +84,8 @@ static inline void *tg_arena_alloc(tg_arena *a, size_t bytes)
 void tg_arena_reset(tg_arena *a);
 void tg_arena_release(tg_arena *a);
 /* Frees every chunk and keeps one of exactly `bytes` (rounded to a cache
- * line): a tape that must stay within a budget.  NULL + error on OOM. */
+ * line): a tape that must stay within a budget.  TG_ERR_NOMEM (with the
+ * message) when the allocator says no. */
 tg_status tg_arena_reserve(tg_arena *a, size_t bytes);
 
 /* ---- ops ------------------------------------------------------------------ */

@@ -138,7 +138,7 @@ static void note_tape(bp_run *b)
 
 /* The leaves the unroller made for the segment's start states (copies of
  * state0, labelled with the state's name at the segment's first step). */
-static tg_status find_leaves(bp_run *b)
+static void find_leaves(bp_run *b)
 {
     for (int i = 0; i < b->ns; i++) b->leaves[i] = NULL;
     int found = 0, len = tg_tape_length(b->tape);
@@ -154,7 +154,6 @@ static tg_status find_leaves(bp_run *b)
     }
     for (int i = 0; i < b->ns; i++)
         TG_ASSERT(b->leaves[i]); /* unroll.c records every initial state as such a leaf */
-    return TG_OK;
 }
 
 /* Finds the start leaves and makes those of carried states need a gradient. */
@@ -214,6 +213,8 @@ static tg_status measure(bp_run *b, int len, size_t limit, size_t *bytes, size_t
     tp->arena.limit_hit = false;
     const bool anomaly = tp->detect_anomaly;
     tp->detect_anomaly = false; /* values at a made-up start state prove nothing */
+    tg_sweep_hook hook = tp->hook; /* nor are these sweeps the caller's to watch */
+    tp->hook = NULL;
     bool whole_seq = b->m->n_reverse > 0;
     int t0 = whole_seq ? 0 : b->t0 + b->N - len;
     tg_real *G = b->G;
@@ -265,6 +266,7 @@ static tg_status measure(bp_run *b, int len, size_t limit, size_t *bytes, size_t
     tp->arena.exact = false;
     tp->arena.limit = 0;
     tp->detect_anomaly = anomaly;
+    tp->hook = hook;
     tg_tape_reset(tp);
     tg_arena_release(&tp->arena);
     return st;
@@ -386,34 +388,41 @@ static tg_status budgeted(const tg_model *m, tg_tape *tape, tg_unroll *u, size_t
     /* measure a segment of 1, 2 and 3 steps, each within the budget */
     uint64_t rng0[4];
     memcpy(rng0, ctx->rng, sizeof rng0); /* measuring draws dropout masks too */
-    tg_status st = tg_tape_set_capacity(tape, 256);
-    const size_t nodes = 256 * sizeof(void *), held = nodes + b.arrays_bytes;
-    const size_t limit = memory > held ? memory - held : 1;
-    size_t u1 = 0, e1 = 0, u2 = 0, e2 = 0, u3 = 0, e3 = 0;
+    /* the entry list is sized before each measurement (k steps make at most
+     * k times the entries of one), so that the arena's limit is all that
+     * can grow */
+    tg_status st = tg_tape_set_capacity(tape, 64);
+    const size_t held = 64 * sizeof(void *) + b.arrays_bytes;
+    size_t u1 = 0, e1 = 0, u2 = 0, e2 = 0;
     bool over = false, too_small = false;
-    if (!st) st = measure(&b, 1, limit, &u1, &e1, &over);
+    if (!st) st = measure(&b, 1, memory > held ? memory - held : 1, &u1, &e1, &over);
+    /* what measuring one step held (its entry list may have grown) */
+    size_t held1 = (size_t)tape->cap * sizeof(void *) + b.arrays_bytes;
+    if (!st && !over && round64(u1) + held1 > memory) over = true;
     too_small = over;
     c.max_segment = 1;
-    if (!st && !over && b.N >= 2) {
-        st = measure(&b, 2, limit, &u2, &e2, &over);
-        too_small = over && c.whole_only;
-        if (!st && !over) {
-            c.tape_step = u2 - u1;
-            c.entries_step = e2 - e1;
-            c.max_segment = 2;
+    for (int k = 2; !st && !over && k <= 3 && k <= b.N; k++) {
+        size_t list = (size_t)k * e1 * sizeof(void *) + b.arrays_bytes, uk, ek;
+        if (list >= memory || (st = tg_tape_set_capacity(tape, k * (int)e1))) {
+            over = true;
+        } else if (!(st = measure(&b, k, memory - list, &uk, &ek, &over)) && !over) {
             /* a tape that recycles gradient buffers settles after a step or
-             * two: take the larger of the first two increments */
-            if (b.N >= 3 && !(st = measure(&b, 3, limit, &u3, &e3, &over)) && !over) {
-                if (u3 - u2 > c.tape_step) c.tape_step = u3 - u2;
-                if (e3 - e2 > c.entries_step) c.entries_step = e3 - e2;
-                c.max_segment = 0;
-            }
+             * two: the larger of the first two increments */
+            size_t du = k == 2 ? uk - u1 : uk - u2, de = k == 2 ? ek - e1 : ek - e2;
+            if (du > c.tape_step) c.tape_step = du;
+            if (de > c.entries_step) c.entries_step = de;
+            u2 = uk;
+            e2 = ek;
+            c.max_segment = k == 3 || k == b.N ? 0 : k;
         }
+        if (k == 2) too_small = over && c.whole_only;
     }
     if (!st && too_small) {
         /* to name the least budget that would do, measure again without the
          * limit (only on the way to failing may the tape pass the budget) */
         st = measure(&b, 1, 0, &u1, &e1, &over);
+        if (held1 < (size_t)tape->cap * sizeof(void *) + b.arrays_bytes)
+            held1 = (size_t)tape->cap * sizeof(void *) + b.arrays_bytes;
         if (!st && c.whole_only && b.N >= 2 && !(st = measure(&b, 2, 0, &u2, &e2, &over))) {
             c.tape_step = u2 - u1;
             c.entries_step = e2 - e1;
@@ -432,7 +441,7 @@ static tg_status budgeted(const tg_model *m, tg_tape *tape, tg_unroll *u, size_t
                           m->file, m->name, b.N, b.B, human(h1, sizeof h1, need), human(h2, sizeof h2, memory), need);
         } else {
             size_t least = tgr_tape_bytes(&c, 1) + b.arrays_bytes + (b.N > 1 ? c.fixed : 0);
-            if (least < round64(u1) + held) least = round64(u1) + held; /* what measuring it takes */
+            if (least < round64(u1) + held1) least = round64(u1) + held1; /* what measuring it takes */
             st = tg_error(ctx, TG_ERR_ARG,
                           "memory budget %s is too small: one step of model %s at batch %d needs %s on the tape; "
                           "the least budget that would do is %zu bytes (%s)",
