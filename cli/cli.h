@@ -136,6 +136,21 @@ int cli_check_targets(cli_session *s);
 tg_status cli_unroll_all(cli_session *s, tg_tensor **loss, tg_unroll *per_seq);
 const char *cli_suggest(const char *word, const char *const *cands, int n);
 
+/* ---- a memory budget: --memory SIZE (grad, train, dump) ---------------------------- */
+#define CLI_MEMORY_HELP \
+    "BPTT keeps at most SIZE bytes (K/M/G) of tape and snapshots, recording segments again; prints the schedule"
+/* Parses SIZE with tg_parse_size into *bytes.  A bad size or 0 prints
+ * "tapegrad CMD: --memory 'SIZE': why" and returns CLI_USAGE; else 0. */
+int cli_parse_memory(const cli_cmd *cmd, const char *text, size_t *bytes);
+/* "256.0 MiB", "512 bytes" into buf. */
+const char *cli_bytes(char *buf, size_t len, double bytes);
+/* The schedule in words, one line without a newline:
+ * "memory budget 1.0 MiB: 1000 steps in 40 segments of 25, 6 snapshots, 1750 steps
+ *  recomputed (1.75 forward passes, binomial schedule); tape 900.2 KiB + snapshots 1.5 KiB" */
+void cli_plan_text(char *buf, size_t len, size_t memory, const tg_bptt_plan *p);
+/* The same as JSON fields, after a comma: , "memory": N, "schedule": {...} */
+void cli_plan_json(FILE *f, size_t memory, const tg_bptt_plan *p);
+
 /* ---- printing ---------------------------------------------------------------------- */
 /* A number in JSON (null for NaN/Inf), at full precision. */
 void cli_json_number(FILE *f, double v);

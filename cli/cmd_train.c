@@ -50,7 +50,7 @@ typedef struct train_opts {
     cli_common c;
     int epochs, batch, bptt, save_every, print_every, quiet, nesterov, decoupled, max_steps;
     int accumulate, warmup, step_size, plateau_patience, patience, eps_inside;
-    const char *optimizer, *save, *resume, *log, *plot, *reduction, *schedule, *valid;
+    const char *optimizer, *save, *resume, *log, *plot, *reduction, *schedule, *valid, *memory;
     double lr, clip, clip_value, momentum, beta1, beta2, rho, eps, weight_decay, target, gamma, valid_split;
     int seed_given;
 } train_opts;
@@ -60,7 +60,8 @@ typedef struct show {
     const train_opts *o;
     tg_trainer *tr;
     cli_parallel *par;
-    int tty, show, width, failed;
+    int tty, show, width, failed, plan_shown;
+    size_t memory;            /* the run's budget: its schedule is shown after the first step */
     double shown_at, t0;
     uint64_t step0;
     FILE *log;
@@ -127,6 +128,12 @@ static int on_progress(const tg_train_progress *p, void *user)
         }
         S->last_saved = p->step;
     }
+    if (S->show && S->memory && !S->plan_shown && p->plan.steps) {
+        char line[512];
+        cli_plan_text(line, sizeof line, S->memory, &p->plan);
+        fprintf(stderr, "%s%s\n", S->tty ? "\r\033[K" : "", line);
+        S->plan_shown = 1;
+    }
     double t = now() - S->t0;
     if (S->show && ((S->tty && t - S->shown_at >= 0.1) || (!S->tty && p->step % (uint64_t)o->print_every == 0))) {
         progress_line(S, p);
@@ -183,6 +190,7 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         {"seed", CLI_U64, &o.c.seed, "S", "seed of the initial weights and the shuffling (default 1)", 0, 0},
         CLI_OPT_DIM(&o.c),
         {"steps", CLI_INT, &o.max_steps, "N", "stop after N steps in all (resumable, like Ctrl-C)", 1, 2000000000},
+        {"memory", CLI_STRING, &o.memory, "SIZE", CLI_MEMORY_HELP " (a resumed run keeps its own)", 0, 0},
         {"target", CLI_DOUBLE, &o.target, "LOSS", "stop after an epoch whose mean loss is below LOSS", 0, 1e300},
         {"save", CLI_STRING, &o.save, "FILE", "checkpoint: one file that resumes the run and that run, grad, dump "
                                               "and sample read", 0, 0},
@@ -207,7 +215,9 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         "characters; the model needs a dim named vocab).  The loss shown is the\n"
         "model's loss per sequence averaged over the epoch (for text: nats per\n"
         "character).  Ctrl-C stops after the current step, saves a checkpoint (with\n"
-        "--save) and exits with status 130.",
+        "--save) and exits with status 130.  With --memory SIZE each chunk's BPTT keeps\n"
+        "at most SIZE bytes of tape and state snapshots, recording segments again from\n"
+        "snapshots; the gradients are those of full BPTT (to float rounding).",
         1, positional};
     int n_opts = 0;
     while (opts[n_opts].name) n_opts++;
@@ -227,6 +237,11 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         const char *dot = strrchr(o.plot, '.');
         if (!dot || (strcmp(dot, ".svg") && strcmp(dot, ".png")))
             return cli_usage_error(cmd, "--plot FILE must end in .svg or .png, not '%s'", o.plot);
+    }
+    size_t memory = 0;
+    if (o.memory) {
+        int mrc = cli_parse_memory(cmd, o.memory, &memory);
+        if (mrc) return mrc;
     }
     if (o.nesterov && o.optimizer && strcmp(o.optimizer, "momentum"))
         return cli_usage_error(cmd, "--nesterov goes with --optimizer momentum");
@@ -301,6 +316,7 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         if (o.clip_value > 0) to.optim.clip_value = o.clip_value;
         if (o.target > 0) to.target = o.target;
         if (o.patience > 0) to.patience = o.patience;
+        if (o.memory) to.memory = memory; /* a budget does not change the run's plan */
     } else {
         to.optim = tg_optim_defaults((tg_optim_kind)tg_optim_kind_parse(o.optimizer ? o.optimizer : "adam"));
         if (!isnan(o.lr)) to.optim.lr = o.lr;
@@ -328,6 +344,7 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         to.target = o.target;
         to.patience = o.patience;
         to.seed = o.c.seed;
+        to.memory = memory;
     }
     if (o.nesterov && to.optim.kind != TG_OPTIM_MOMENTUM) {
         rc = cli_usage_error(cmd, "--nesterov goes with --optimizer momentum");
@@ -443,9 +460,12 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
             snprintf(clip + strlen(clip), sizeof clip - strlen(clip), ", clip-value %g", oo->clip_value);
         size_t n_scalars = 0;
         for (int i = 0; i < tg_params_count(s.params); i++) n_scalars += tg_size(tg_params_at(s.params, i));
-        fprintf(stderr, "%s lr %g%s, %zu parameters, %d epochs%s\n", tg_optim_kind_name(oo->kind), oo->lr, clip,
-                n_scalars, to.epochs, o.resume ? " (resumed)" : "");
+        char budget[64] = "", b[32];
+        if (to.memory) snprintf(budget, sizeof budget, ", memory budget %s", cli_bytes(b, sizeof b, (double)to.memory));
+        fprintf(stderr, "%s lr %g%s, %zu parameters, %d epochs%s%s\n", tg_optim_kind_name(oo->kind), oo->lr, clip,
+                n_scalars, to.epochs, budget, o.resume ? " (resumed)" : "");
     }
+    S.memory = to.memory;
     tg_trainer_set_progress(tr, on_progress, &S);
 
     struct sigaction sa, old_int, old_term;
@@ -484,7 +504,8 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
     tg_train_end end = tg_trainer_end(tr);
     if (S.show && S.tty && !json) fputc('\n', stderr);
     if (S.failed || st) {
-        rc = cli_error(CLI_FAILURE, "tapegrad train: %s", tg_errmsg(ctx));
+        /* a budget too small for one step is a bad --memory */
+        rc = cli_error(st == TG_ERR_ARG && to.memory ? CLI_USAGE : CLI_FAILURE, "tapegrad train: %s", tg_errmsg(ctx));
         goto out;
     }
     if (o.save && (tg_trainer_gather(tr) || (writer && tg_trainer_save(tr, o.save)))) {
@@ -515,6 +536,7 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
         else printf("%.9g, \"best_valid_loss\": ", p->valid_loss);
         if (isnan(p->best_valid_loss)) printf("null");
         else printf("%.9g", p->best_valid_loss);
+        if (to.memory) cli_plan_json(stdout, to.memory, &p->plan);
         printf(", \"seconds\": %.3f, \"end\": \"%s\", \"saved\": ", secs, ends[end]);
         if (o.save) cli_json_string(stdout, o.save);
         else printf("null");
@@ -526,6 +548,11 @@ int cli_train(const cli_cmd *cmd, int argc, char **argv, cli_parallel *par)
                                      : end == TG_END_PATIENCE ? " (no better validation loss: --patience; kept the best)"
                                                               : "");
         if (!isnan(p->valid_loss)) printf("  validation loss %.6g (best %.6g)\n", p->valid_loss, p->best_valid_loss);
+        if (to.memory && p->plan.steps) {
+            char line[512];
+            cli_plan_text(line, sizeof line, to.memory, &p->plan);
+            printf("  schedule of the last step: %s\n", line);
+        }
         if (o.save) printf("saved %s\n", o.save);
     }
     if (o.plot) {

@@ -437,3 +437,56 @@ void cli_text_value(FILE *f, const tg_real *v, int rows, int cols)
     }
     fputc(']', f);
 }
+
+/* ---- a memory budget ------------------------------------------------------------------------ */
+int cli_parse_memory(const cli_cmd *cmd, const char *text, size_t *bytes)
+{
+    tg_ctx *ctx = tg_ctx_new(NULL);
+    if (!ctx) return cli_error(CLI_FAILURE, "tapegrad %s: out of memory", cmd->name);
+    char msg[512];
+    tg_status st = tg_parse_size(ctx, text, bytes);
+    snprintf(msg, sizeof msg, "%s", st ? tg_errmsg(ctx) : "");
+    tg_ctx_free(ctx);
+    if (st) return cli_usage_error(cmd, "--memory: %s", msg);
+    if (*bytes == 0)
+        return cli_usage_error(cmd, "--memory '%s': a budget must be at least 1 byte (leave --memory out for no budget)",
+                               text);
+    return 0;
+}
+
+const char *cli_bytes(char *buf, size_t len, double bytes)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes < 1024) {
+        snprintf(buf, len, "%.0f bytes", bytes);
+        return buf;
+    }
+    int u = 0;
+    for (bytes /= 1024; bytes >= 1024 && u < 5; u++) bytes /= 1024;
+    snprintf(buf, len, "%.1f %s", bytes, units[u]);
+    return buf;
+}
+
+void cli_plan_text(char *buf, size_t len, size_t memory, const tg_bptt_plan *p)
+{
+    char mb[32], tb[32], sb[32];
+    cli_bytes(mb, sizeof mb, (double)memory);
+    cli_bytes(tb, sizeof tb, (double)p->tape_bytes);
+    cli_bytes(sb, sizeof sb, (double)p->snapshot_bytes);
+    if (p->segments <= 1)
+        snprintf(buf, len, "memory budget %s: %d steps in one segment, nothing recomputed; tape %s + snapshots %s", mb,
+                 p->steps, tb, sb);
+    else
+        snprintf(buf, len, "memory budget %s: %d steps in %d segments of %d, %d snapshot%s, %lld steps recomputed "
+                           "(%.2f forward passes, binomial schedule); tape %s + snapshots %s",
+                 mb, p->steps, p->segments, p->segment, p->snapshots, p->snapshots == 1 ? "" : "s", p->recomputed,
+                 p->steps > 0 ? (double)p->forward_steps / p->steps : 0.0, tb, sb);
+}
+
+void cli_plan_json(FILE *f, size_t memory, const tg_bptt_plan *p)
+{
+    fprintf(f, ", \"memory\": %zu, \"schedule\": {\"steps\": %d, \"segment\": %d, \"segments\": %d, \"snapshots\": %d, "
+               "\"forward_steps\": %lld, \"recomputed\": %lld, \"tape_bytes\": %zu, \"snapshot_bytes\": %zu}",
+            memory, p->steps, p->segment, p->segments, p->snapshots, p->forward_steps, p->recomputed, p->tape_bytes,
+            p->snapshot_bytes);
+}

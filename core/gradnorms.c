@@ -1,11 +1,44 @@
 /* gradnorms.c — per-step gradient norms of a backward sweep, by parameter
  * and by equation: the BPTT vanishing/exploding-gradient picture, as a table
- * (tg_grad_norms_*) written as text or CSV (headers escaped by tg_escape.h). */
+ * (tg_grad_norms_*) written as text or CSV (headers escaped by tg_escape.h).
+ * One collector serves a sweep of the whole tape (tg_grad_norms_new) and a
+ * sweep in segments under a memory budget (tg_grad_norms_watch): it watches
+ * entries as they sweep and reads each segment's entries while they are on
+ * the tape, keyed by time step, so both give the same table. */
 #include "tg_dump.h"
 #include "tg_escape.h"
+#include <limits.h>
 #include <math.h>
 
-/* ---- gradient norms by parameter and time step ------------------------------------ */
+#define NO_STEP INT_MIN /* acc holds nothing */
+
+/* What the collector keeps between segments.  Steps are columns of the
+ * growing per-step arrays at index step + 1 (index 0: entries without a step). */
+typedef struct norms_watch {
+    tg_tape *tp;
+    tg_tensor **params;
+    int n_p;
+    size_t *off;     /* each parameter's offset into snap, acc and start */
+    tg_real *snap, *acc, *start;
+    size_t total;
+    int *acc_step;   /* the step acc belongs to, NO_STEP none */
+    int *step;       /* inferred step of each entry of the tape now */
+    int cap_entries;
+    int cap_steps;   /* columns of seen, sq and each eq_norm */
+    unsigned char *seen;
+    double *sq;      /* [cap_steps][n_p]: squared norms of each step's part */
+    int n_eq, cap_eq;
+    char **eq_name;  /* the equations' labels, owned */
+    long long *eq_key; /* where a label is first used in time order: (segment start, entry) */
+    double **eq_norm;  /* per equation [cap_steps]: |dL/d label[t]|, NaN where none */
+    int segment_t0;  /* the segment being swept starts at this step (0: the whole tape) */
+    tg_status err;
+    tg_sweep_hook old_hook;
+    void *old_user;
+    tg_segment_hook old_seg;
+    void *old_seg_user;
+} norms_watch;
+
 struct tg_grad_norms {
     tg_ctx *ctx;
     int n_rows, n_cols, n_params; /* columns: the parameters, then the equations */
@@ -13,67 +46,100 @@ struct tg_grad_norms {
     char **names;                 /* each column's name, owned */
     double *norm;                 /* [n_rows][n_cols]; NaN where nothing was recorded */
     double *total;                /* [n_cols]: the whole sweep's gradient; NaN for equations */
+    norms_watch *w;               /* while collecting, else NULL */
 };
 
-/* What the sweep hook needs: for each parameter, its gradient when last seen
- * (snap) and the part added since the current step's entries began (acc). */
-typedef struct norms_watch {
-    tg_grad_norms *gn;
-    tg_tensor **params;
-    size_t *off;     /* each parameter's offset into snap, acc and start */
-    tg_real *snap, *acc, *start;
-    int *acc_row;    /* the row acc belongs to, -1 none */
-    double *sq;      /* [n_params][n_rows]: squared norms of each step's part */
-    const int *step; /* inferred step of each entry */
-} norms_watch;
-
-static int row_of(const tg_grad_norms *gn, int step)
+/* Makes room for steps up to `step`; 0 or TG_ERR_NOMEM (kept in w->err). */
+static tg_status watch_grow(norms_watch *w, int step)
 {
-    int lo = 0, hi = gn->n_rows - 1;
-    if (step < 0) return gn->row_step[hi] == -1 ? hi : -1;
-    if (gn->row_step[hi] == -1) hi--;
-    while (lo <= hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (gn->row_step[mid] == step) return mid;
-        if (gn->row_step[mid] < step) lo = mid + 1;
-        else hi = mid - 1;
+    tg_ctx *ctx = w->tp->ctx;
+    if (step + 1 < w->cap_steps) return TG_OK;
+    int cap = w->cap_steps ? w->cap_steps : 16;
+    while (cap <= step + 1) cap = cap > INT_MAX / 2 ? INT_MAX : 2 * cap;
+    size_t o = (size_t)w->cap_steps, n = (size_t)cap;
+    unsigned char *seen = tg_realloc(ctx, w->seen, o, n);
+    if (seen) w->seen = seen;
+    double *sq = seen ? tg_realloc(ctx, w->sq, o * (size_t)w->n_p * sizeof *sq, n * (size_t)w->n_p * sizeof *sq) : NULL;
+    if (sq) w->sq = sq;
+    if (!seen || !sq) return w->err = TG_ERR_NOMEM;
+    memset(seen + o, 0, n - o);
+    memset(sq + o * (size_t)w->n_p, 0, (n - o) * (size_t)w->n_p * sizeof *sq);
+    /* the equation columns: all new or none, so that every one has cap_steps */
+    double **cols = tg_alloc(ctx, (size_t)(w->n_eq ? w->n_eq : 1) * sizeof *cols);
+    int made = 0;
+    while (cols && made < w->n_eq && (cols[made] = tg_alloc(ctx, n * sizeof **cols))) made++;
+    if (!cols || made < w->n_eq) {
+        for (int c = 0; c < made; c++) tg_free(ctx, cols[c], n * sizeof **cols);
+        tg_free(ctx, cols, (size_t)(w->n_eq ? w->n_eq : 1) * sizeof *cols);
+        return w->err = TG_ERR_NOMEM;
     }
-    return -1;
+    for (int c = 0; c < w->n_eq; c++) {
+        memcpy(cols[c], w->eq_norm[c], o * sizeof **cols);
+        for (size_t i = o; i < n; i++) cols[c][i] = NAN;
+        tg_free(ctx, w->eq_norm[c], o * sizeof **cols);
+        w->eq_norm[c] = cols[c];
+    }
+    tg_free(ctx, cols, (size_t)(w->n_eq ? w->n_eq : 1) * sizeof *cols);
+    w->cap_steps = cap;
+    return TG_OK;
 }
 
 static void watch_flush(norms_watch *w, int j)
 {
     size_t n = tg_numel(w->params[j]);
     tg_real *acc = w->acc + w->off[j];
-    if (w->acc_row[j] >= 0) {
+    if (w->acc_step[j] != NO_STEP) {
         double s = 0;
         for (size_t i = 0; i < n; i++) s += (double)acc[i] * (double)acc[i];
-        w->sq[(size_t)j * (size_t)w->gn->n_rows + (size_t)w->acc_row[j]] += s;
+        w->sq[(size_t)(w->acc_step[j] + 1) * (size_t)w->n_p + (size_t)j] += s;
     }
     memset(acc, 0, n * sizeof *acc);
-    w->acc_row[j] = -1;
+    w->acc_step[j] = NO_STEP;
 }
 
-/* Called after each entry's backward: whatever a parameter's gradient gained
- * since the last look came from this entry.  A step's parts are summed as
- * vectors while its entries sweep in a row (the unroller records a step's
- * entries together); should a step come back later, the squared norms add. */
+/* Before a sweep (entry NULL): the steps of the entries on the tape now.
+ * After each entry's backward: whatever a parameter's gradient gained since
+ * the last look came from this entry.  A step's parts are summed as vectors
+ * while its entries sweep in a row (the unroller records a step's entries
+ * together); should a step come back later, the squared norms add. */
 static void watch_hook(tg_tensor *e, void *user)
 {
     norms_watch *w = user;
-    if (!e) return;
+    tg_tape *tp = w->tp;
+    if (w->old_hook) w->old_hook(e, w->old_user);
+    if (w->err) return;
+    if (!e) {
+        if (tp->n > w->cap_entries) {
+            int *s = tg_realloc(tp->ctx, w->step, (size_t)w->cap_entries * sizeof *s, (size_t)tp->n * sizeof *s);
+            if (!s) {
+                w->err = TG_ERR_NOMEM;
+                return;
+            }
+            w->step = s;
+            w->cap_entries = tp->n;
+        }
+        tgd_infer_steps(tp, tp->n, w->step);
+        int hi = -1;
+        for (int i = 0; i < tp->n; i++) hi = w->step[i] > hi ? w->step[i] : hi;
+        if (watch_grow(w, hi)) return;
+        for (int i = 0; i < tp->n; i++) w->seen[w->step[i] + 1] = 1;
+        return;
+    }
+    if (e->index < 0 || e->index >= w->cap_entries) return;
     for (int k = 0; k < e->n_in; k++) {
         tg_tensor *x = e->in[k];
-        if (x->kind != TG_KIND_PARAM) continue;
+        /* a parameter without a gradient: a sweep that is not the caller's
+         * (tg_model_backprop measuring a step's cost) */
+        if (x->kind != TG_KIND_PARAM || !x->grad) continue;
         int dup = 0;
         for (int m = 0; m < k; m++) dup |= e->in[m] == x;
         if (dup) continue;
-        int j = w->gn->n_params - 1;
+        int j = w->n_p - 1;
         while (j >= 0 && w->params[j] != x) j--;
         if (j < 0) continue;
-        int row = row_of(w->gn, w->step[e->index]);
-        if (row != w->acc_row[j]) watch_flush(w, j);
-        w->acc_row[j] = row;
+        int step = w->step[e->index];
+        if (step != w->acc_step[j]) watch_flush(w, j);
+        w->acc_step[j] = step;
         size_t n = tg_numel(x);
         tg_real *snap = w->snap + w->off[j], *acc = w->acc + w->off[j];
         for (size_t i = 0; i < n; i++) {
@@ -83,10 +149,101 @@ static void watch_hook(tg_tensor *e, void *user)
     }
 }
 
+/* After a sweep, while its entries (and their gradients) are on the tape:
+ * one column per labelled equation, |dL/d label[t]| of the last entry of
+ * each step with that label, which is the equation's result.  Entries
+ * 0..last count.  A segment that starts at t0 > 0 begins with its states
+ * given as inputs at step t0: the segment before computed them, and the
+ * whole tape holds only that entry, so those inputs do not count. */
+static void watch_segment(norms_watch *w, int last, int t0)
+{
+    tg_tape *tp = w->tp;
+    tg_ctx *ctx = tp->ctx;
+    for (int i = 0; i <= last && !w->err; i++) {
+        tg_tensor *t = tp->nodes[i];
+        if (!t->label || t->step < 0 || !t->grad) continue;
+        if (t0 > 0 && t->kind == TG_KIND_INPUT && t->step == t0) continue;
+        if (watch_grow(w, t->step)) return;
+        int c = 0;
+        while (c < w->n_eq && strcmp(w->eq_name[c], t->label)) c++;
+        long long key = ((long long)t0 << 32) | (long long)i;
+        if (c == w->n_eq) {
+            if (w->n_eq == w->cap_eq) {
+                int cap = w->cap_eq ? 2 * w->cap_eq : 8;
+                char **nm = tg_realloc(ctx, w->eq_name, (size_t)w->cap_eq * sizeof *nm, (size_t)cap * sizeof *nm);
+                if (nm) w->eq_name = nm;
+                long long *k = nm ? tg_realloc(ctx, w->eq_key, (size_t)w->cap_eq * sizeof *k, (size_t)cap * sizeof *k)
+                                  : NULL;
+                if (k) w->eq_key = k;
+                double **e = k ? tg_realloc(ctx, w->eq_norm, (size_t)w->cap_eq * sizeof *e, (size_t)cap * sizeof *e)
+                               : NULL;
+                if (!e) {
+                    w->err = TG_ERR_NOMEM;
+                    return;
+                }
+                w->eq_norm = e;
+                w->cap_eq = cap;
+            }
+            double *col = tg_alloc(ctx, (size_t)w->cap_steps * sizeof *col);
+            char *name = col ? tg_strdup(ctx, t->label) : NULL;
+            if (!name) {
+                tg_free(ctx, col, (size_t)w->cap_steps * sizeof *col);
+                w->err = TG_ERR_NOMEM;
+                return;
+            }
+            for (int s = 0; s < w->cap_steps; s++) col[s] = NAN;
+            w->eq_name[c] = name;
+            w->eq_norm[c] = col;
+            w->eq_key[c] = key;
+            w->n_eq++;
+        } else if (key < w->eq_key[c]) {
+            w->eq_key[c] = key;
+        }
+        double s = 0;
+        for (size_t k = 0; k < tg_numel(t); k++) s += (double)t->grad[k] * (double)t->grad[k];
+        w->eq_norm[c][t->step + 1] = sqrt(s);
+    }
+}
+
+static void watch_segment_hook(tg_tape *tp, int t0, int steps, void *user)
+{
+    norms_watch *w = user;
+    w->segment_t0 = t0;
+    watch_segment(w, tp->n - 1, t0);
+    if (w->old_seg) w->old_seg(tp, t0, steps, w->old_seg_user);
+}
+
+static void watch_free(tg_ctx *ctx, norms_watch *w)
+{
+    if (!w) return;
+    tg_free(ctx, w->params, (size_t)w->n_p * sizeof *w->params);
+    tg_free(ctx, w->off, (size_t)(w->n_p + 1) * sizeof *w->off);
+    tg_free(ctx, w->snap, w->total * sizeof(tg_real));
+    tg_free(ctx, w->acc, w->total * sizeof(tg_real));
+    tg_free(ctx, w->start, w->total * sizeof(tg_real));
+    tg_free(ctx, w->acc_step, (size_t)w->n_p * sizeof *w->acc_step);
+    tg_free(ctx, w->step, (size_t)w->cap_entries * sizeof *w->step);
+    tg_free(ctx, w->seen, (size_t)w->cap_steps);
+    tg_free(ctx, w->sq, (size_t)w->cap_steps * (size_t)w->n_p * sizeof *w->sq);
+    for (int c = 0; c < w->n_eq; c++) {
+        tg_strfree(ctx, w->eq_name[c]);
+        tg_free(ctx, w->eq_norm[c], (size_t)w->cap_steps * sizeof *w->eq_norm[c]);
+    }
+    tg_free(ctx, w->eq_name, (size_t)w->cap_eq * sizeof *w->eq_name);
+    tg_free(ctx, w->eq_key, (size_t)w->cap_eq * sizeof *w->eq_key);
+    tg_free(ctx, w->eq_norm, (size_t)w->cap_eq * sizeof *w->eq_norm);
+    tg_free(ctx, w, sizeof *w);
+}
+
 void tg_grad_norms_free(tg_grad_norms *gn)
 {
     if (!gn) return;
     tg_ctx *ctx = gn->ctx;
+    if (gn->w) { /* never finished: the hooks go back */
+        tg_tape_set_sweep_hook(gn->w->tp, gn->w->old_hook, gn->w->old_user);
+        tg_tape_set_segment_hook(gn->w->tp, gn->w->old_seg, gn->w->old_seg_user);
+        watch_free(ctx, gn->w);
+    }
     for (int c = 0; gn->names && c < gn->n_cols; c++) tg_strfree(ctx, gn->names[c]);
     if (!gn->names) gn->n_cols = 0; /* the table was never made */
     tg_free(ctx, gn->names, (size_t)gn->n_cols * sizeof *gn->names);
@@ -96,96 +253,108 @@ void tg_grad_norms_free(tg_grad_norms *gn)
     tg_free(ctx, gn, sizeof *gn);
 }
 
-static int cmp_int(const void *a, const void *b)
+/* A collector for the parameters v->params (taken over), hooked on tp. */
+static tg_grad_norms *watch_new(tg_tape *tp, tgd_view *v)
 {
-    int x = *(const int *)a, y = *(const int *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The rows: the distinct steps of entries 0..last in increasing order, then
- * -1 if some entry has none. */
-static tg_status norms_rows(tg_grad_norms *gn, const int *step, int last)
-{
-    size_t n = (size_t)last + 1;
-    int *s = tg_alloc(gn->ctx, n * sizeof *s);
-    if (!s) return TG_ERR_NOMEM;
-    memcpy(s, step, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_int);
-    int rows = 0, has_none = s[0] < 0;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] >= 0 && (i == 0 || s[i] != s[i - 1])) s[rows++] = s[i];
-    if (has_none) s[rows++] = -1;
-    gn->row_step = tg_alloc(gn->ctx, (size_t)rows * sizeof *gn->row_step);
-    if (gn->row_step) {
-        memcpy(gn->row_step, s, (size_t)rows * sizeof *s);
-        gn->n_rows = rows;
+    tg_ctx *ctx = tp->ctx;
+    tg_grad_norms *gn = tg_alloc(ctx, sizeof *gn);
+    norms_watch *w = tg_alloc(ctx, sizeof *w);
+    if (!gn || !w) {
+        tg_free(ctx, gn, sizeof *gn);
+        tg_free(ctx, w, sizeof *w);
+        tg_free(ctx, v->params, (size_t)v->cap_params * sizeof *v->params);
+        return NULL;
     }
-    tg_free(gn->ctx, s, n * sizeof *s);
-    return gn->row_step ? TG_OK : TG_ERR_NOMEM;
-}
-
-/* The distinct labels (first use first) of entries 0..last that have a step
- * and a gradient: one column each, |dL/d label[t]| of the last such entry of
- * each step, which is the equation's result. */
-static tg_status norms_equations(tg_grad_norms *gn, tg_tape *tp, int last, const char ***labels,
-                                 int *n_labels, int *cap)
-{
-    for (int i = 0; i <= last; i++) {
-        tg_tensor *t = tp->nodes[i];
-        if (!t->label || t->step < 0 || !t->grad) continue;
-        int c = 0;
-        while (c < *n_labels && strcmp((*labels)[c], t->label)) c++;
-        if (c < *n_labels) continue;
-        if (*n_labels == *cap) {
-            int ncap = *cap ? 2 * *cap : 8;
-            const char **l = tg_realloc(gn->ctx, (void *)*labels, (size_t)*cap * sizeof *l,
-                                        (size_t)ncap * sizeof *l);
-            if (!l) return TG_ERR_NOMEM;
-            *labels = l;
-            *cap = ncap;
-        }
-        (*labels)[(*n_labels)++] = t->label;
+    memset(gn, 0, sizeof *gn);
+    memset(w, 0, sizeof *w);
+    gn->ctx = ctx;
+    gn->w = w;
+    w->tp = tp;
+    int n_p = v->n_params;
+    /* the list, exactly n_p long (watch_free frees that much) */
+    w->params = tg_alloc(ctx, (size_t)(n_p ? n_p : 1) * sizeof *w->params);
+    if (w->params) memcpy(w->params, v->params, (size_t)n_p * sizeof *w->params), w->n_p = n_p;
+    tg_free(ctx, v->params, (size_t)v->cap_params * sizeof *v->params);
+    if (!w->params) goto fail;
+    if (!(w->off = tg_alloc(ctx, (size_t)(n_p + 1) * sizeof *w->off))) goto fail;
+    for (int j = 0; j <= n_p; j++) {
+        w->off[j] = w->total;
+        if (j < n_p) w->total += tg_numel(w->params[j]);
     }
-    return TG_OK;
+    w->snap = tg_alloc(ctx, w->total * sizeof(tg_real));
+    w->acc = tg_alloc(ctx, w->total * sizeof(tg_real));
+    w->start = tg_alloc(ctx, w->total * sizeof(tg_real));
+    w->acc_step = tg_alloc(ctx, (size_t)n_p * sizeof *w->acc_step);
+    if (!w->snap || !w->acc || !w->start || !w->acc_step) goto fail;
+    memset(w->acc, 0, w->total * sizeof(tg_real));
+    for (int j = 0; j < n_p; j++) {
+        memcpy(w->snap + w->off[j], w->params[j]->grad, tg_numel(w->params[j]) * sizeof(tg_real));
+        w->acc_step[j] = NO_STEP;
+    }
+    memcpy(w->start, w->snap, w->total * sizeof(tg_real));
+    if (watch_grow(w, 0)) goto fail;
+    w->old_hook = tp->hook;
+    w->old_user = tp->hook_user;
+    w->old_seg = tp->seg_hook;
+    w->old_seg_user = tp->seg_hook_user;
+    tg_tape_set_sweep_hook(tp, watch_hook, w);
+    tg_tape_set_segment_hook(tp, watch_segment_hook, w);
+    return gn;
+fail:
+    gn->w = NULL;
+    watch_free(ctx, w);
+    tg_grad_norms_free(gn);
+    return NULL;
 }
 
-static void watch_free(tg_ctx *ctx, norms_watch *w, int n_p, size_t total, int n_rows)
-{
-    tg_free(ctx, w->off, (size_t)(n_p + 1) * sizeof *w->off);
-    tg_free(ctx, w->snap, total * sizeof(tg_real));
-    tg_free(ctx, w->acc, total * sizeof(tg_real));
-    tg_free(ctx, w->start, total * sizeof(tg_real));
-    tg_free(ctx, w->acc_row, (size_t)n_p * sizeof *w->acc_row);
-    tg_free(ctx, w->sq, (size_t)n_p * (size_t)n_rows * sizeof *w->sq);
-}
 
-/* Fills the table once the sweep is done: each parameter's per-step norms
- * and total, then one column per equation label. */
-static tg_status norms_fill(tg_grad_norms *gn, tg_tape *tp, int last, norms_watch *w)
+/* Fills the table from what the collector gathered: rows are the steps
+ * seen in increasing order, then -1 if some entry had none; columns the
+ * parameters, then the equations in order of first use in time. */
+static tg_status watch_table(tg_grad_norms *gn)
 {
+    norms_watch *w = gn->w;
     tg_ctx *ctx = gn->ctx;
-    const char **labels = NULL;
-    int n_labels = 0, cap = 0, n_p = gn->n_params;
-    tg_status st = norms_equations(gn, tp, last, &labels, &n_labels, &cap);
-    if (st) goto done;
-    st = TG_ERR_NOMEM;
-    int cols = n_p + n_labels;
-    size_t cells = (size_t)gn->n_rows * (size_t)cols;
-    gn->n_cols = cols;
-    if (!(gn->names = tg_alloc(ctx, (size_t)cols * sizeof *gn->names))) goto done;
+    int n_p = w->n_p, rows = 0, *order = NULL;
+    for (int j = 0; j < n_p; j++) watch_flush(w, j);
+    for (int s = 1; s < w->cap_steps; s++) rows += w->seen[s];
+    rows += w->seen[0];
+    int cols = n_p + w->n_eq;
+    gn->n_params = n_p;
+    if (!(gn->row_step = tg_alloc(ctx, (size_t)rows * sizeof *gn->row_step))) return TG_ERR_NOMEM;
+    gn->n_rows = rows;
+    for (int s = 1, r = 0; s < w->cap_steps; s++)
+        if (w->seen[s]) gn->row_step[r++] = s - 1;
+    if (w->seen[0]) gn->row_step[rows - 1] = -1;
+    if (!(gn->names = tg_alloc(ctx, (size_t)cols * sizeof *gn->names))) return TG_ERR_NOMEM;
     memset(gn->names, 0, (size_t)cols * sizeof *gn->names);
+    gn->n_cols = cols;
+    size_t cells = (size_t)rows * (size_t)cols;
     gn->norm = tg_alloc(ctx, cells * sizeof *gn->norm);
     gn->total = tg_alloc(ctx, (size_t)cols * sizeof *gn->total);
-    if (!gn->norm || !gn->total) goto done;
+    order = tg_alloc(ctx, (size_t)(w->n_eq ? w->n_eq : 1) * sizeof *order);
+    if (!gn->norm || !gn->total || !order) {
+        tg_free(ctx, order, (size_t)(w->n_eq ? w->n_eq : 1) * sizeof *order);
+        return TG_ERR_NOMEM;
+    }
+    for (int c = 0; c < w->n_eq; c++) { /* by first use in time; a handful of equations */
+        int k = c;
+        while (k > 0 && w->eq_key[order[k - 1]] > w->eq_key[c]) order[k] = order[k - 1], k--;
+        order[k] = c;
+    }
+    tg_status st = TG_ERR_NOMEM;
     for (int c = 0; c < cols; c++) {
-        const char *nm = c < n_p ? (w->params[c]->label ? w->params[c]->label : "?") : labels[c - n_p];
+        const char *nm = c < n_p ? (w->params[c]->label ? w->params[c]->label : "?") : w->eq_name[order[c - n_p]];
         if (!(gn->names[c] = tg_strdup(ctx, nm))) goto done;
     }
-    for (size_t i = 0; i < cells; i++) gn->norm[i] = NAN;
+    for (int r = 0; r < rows; r++) {
+        size_t s = (size_t)(gn->row_step[r] + 1);
+        for (int j = 0; j < n_p; j++)
+            gn->norm[(size_t)r * (size_t)cols + (size_t)j] = sqrt(w->sq[s * (size_t)n_p + (size_t)j]);
+        for (int c = 0; c < w->n_eq; c++)
+            gn->norm[(size_t)r * (size_t)cols + (size_t)(n_p + c)] = w->eq_norm[order[c]][s];
+    }
     for (int j = 0; j < n_p; j++) {
-        for (int r = 0; r < gn->n_rows; r++)
-            gn->norm[(size_t)r * (size_t)cols + (size_t)j] =
-                sqrt(w->sq[(size_t)j * (size_t)gn->n_rows + (size_t)r]);
         double s = 0;
         for (size_t i = 0; i < tg_numel(w->params[j]); i++) {
             double d = (double)w->params[j]->grad[i] - (double)w->start[w->off[j] + i];
@@ -194,19 +363,46 @@ static tg_status norms_fill(tg_grad_norms *gn, tg_tape *tp, int last, norms_watc
         gn->total[j] = sqrt(s);
     }
     for (int c = n_p; c < cols; c++) gn->total[c] = NAN;
-    for (int i = 0; i <= last; i++) {
-        tg_tensor *t = tp->nodes[i];
-        if (!t->label || t->step < 0 || !t->grad) continue;
-        int c = 0;
-        while (strcmp(labels[c], t->label)) c++;
-        double s = 0;
-        for (size_t k = 0; k < tg_numel(t); k++) s += (double)t->grad[k] * (double)t->grad[k];
-        gn->norm[(size_t)row_of(gn, t->step) * (size_t)cols + (size_t)(n_p + c)] = sqrt(s);
-    }
     st = TG_OK;
 done:
-    tg_free(ctx, (void *)labels, (size_t)cap * sizeof *labels);
+    tg_free(ctx, order, (size_t)(w->n_eq ? w->n_eq : 1) * sizeof *order);
     return st;
+}
+
+tg_status tg_grad_norms_finish(tg_grad_norms *gn)
+{
+    if (!gn) return TG_ERR_ARG;
+    norms_watch *w = gn->w;
+    if (!w) return tg_error(gn->ctx, TG_ERR_ARG, "tg_grad_norms_finish: the table is already finished");
+    tg_tape_set_sweep_hook(w->tp, w->old_hook, w->old_user);
+    tg_tape_set_segment_hook(w->tp, w->old_seg, w->old_seg_user);
+    tg_status st = w->err ? w->err : watch_table(gn);
+    watch_free(gn->ctx, w);
+    gn->w = NULL;
+    if (st == TG_ERR_NOMEM) return tg_error(gn->ctx, st, "gradient norms: out of memory");
+    return st;
+}
+
+tg_grad_norms *tg_grad_norms_watch(tg_tape *tp, tg_params *ps)
+{
+    if (!tp) return NULL;
+    if (!ps) {
+        tg_error(tp->ctx, TG_ERR_ARG, "tg_grad_norms_watch: the parameters (ps) are required");
+        return NULL;
+    }
+    tgd_view v;
+    memset(&v, 0, sizeof v);
+    v.tp = tp;
+    for (int j = 0; j < ps->n; j++)
+        if (tgd_param_add(&v, ps->list[j].t)) {
+            tg_free(tp->ctx, v.params, (size_t)v.cap_params * sizeof *v.params);
+            tg_error(tp->ctx, TG_ERR_NOMEM, "gradient norms: out of memory");
+            return NULL;
+        }
+    tgd_params_sort(&v);
+    tg_grad_norms *gn = watch_new(tp, &v);
+    if (!gn) tg_error(tp->ctx, TG_ERR_NOMEM, "gradient norms: out of memory");
+    return gn;
 }
 
 tg_grad_norms *tg_grad_norms_new(tg_tape *tp, tg_tensor *loss, tg_params *ps)
@@ -217,69 +413,36 @@ tg_grad_norms *tg_grad_norms_new(tg_tape *tp, tg_tensor *loss, tg_params *ps)
         tg_backward(tp, loss); /* says what is wrong with it */
         return NULL;
     }
-    int last = loss->index, n_p = 0;
-    size_t total = 0, n = (size_t)tp->n;
-    tg_grad_norms *gn = tg_alloc(ctx, sizeof *gn);
-    if (!gn) return NULL;
-    memset(gn, 0, sizeof *gn);
-    gn->ctx = ctx;
-    norms_watch w;
-    memset(&w, 0, sizeof w);
-    w.gn = gn;
-    tgd_view v; /* collects the tape's parameters when ps is NULL */
+    int last = loss->index;
+    tgd_view v; /* the table's columns: ps's parameters in order, else the tape's */
     memset(&v, 0, sizeof v);
     v.tp = tp;
-    tg_status st = TG_ERR_NOMEM;
-    int *step = tg_alloc(ctx, n * sizeof *step);
-    if (!step) goto done;
-    tgd_infer_steps(tp, tp->n, step);
-    w.step = step;
-    if (ps) { /* the table's columns: ps's parameters in order, else the tape's */
-        for (int j = 0; j < ps->n; j++)
-            if (tgd_param_add(&v, ps->list[j].t)) goto done;
+    int oom = 0;
+    if (ps) {
+        for (int j = 0; j < ps->n && !oom; j++) oom = tgd_param_add(&v, ps->list[j].t) != TG_OK;
     } else {
-        for (int i = 0; i <= last; i++)
-            for (int k = 0; k < tp->nodes[i]->n_in; k++)
-                if (tp->nodes[i]->in[k]->kind == TG_KIND_PARAM && tgd_param_add(&v, tp->nodes[i]->in[k]))
-                    goto done;
+        for (int i = 0; i <= last && !oom; i++)
+            for (int k = 0; k < tp->nodes[i]->n_in && !oom; k++)
+                if (tp->nodes[i]->in[k]->kind == TG_KIND_PARAM) oom = tgd_param_add(&v, tp->nodes[i]->in[k]) != TG_OK;
     }
     tgd_params_sort(&v);
-    n_p = gn->n_params = v.n_params;
-    w.params = v.params;
-    if (norms_rows(gn, step, last)) goto done;
-    if (!(w.off = tg_alloc(ctx, (size_t)(n_p + 1) * sizeof *w.off))) goto done;
-    for (int j = 0; j <= n_p; j++) {
-        w.off[j] = total;
-        if (j < n_p) total += tg_numel(w.params[j]);
+    tg_grad_norms *gn = oom ? NULL : watch_new(tp, &v);
+    if (!gn) {
+        if (oom) tg_free(ctx, v.params, (size_t)v.cap_params * sizeof *v.params);
+        tg_error(ctx, TG_ERR_NOMEM, "gradient norms: out of memory");
+        return NULL;
     }
-    w.snap = tg_alloc(ctx, total * sizeof(tg_real));
-    w.acc = tg_alloc(ctx, total * sizeof(tg_real));
-    w.start = tg_alloc(ctx, total * sizeof(tg_real));
-    w.acc_row = tg_alloc(ctx, (size_t)n_p * sizeof *w.acc_row);
-    w.sq = tg_alloc(ctx, (size_t)n_p * (size_t)gn->n_rows * sizeof *w.sq);
-    if (!w.snap || !w.acc || !w.start || !w.acc_row || !w.sq) goto done;
-    memset(w.acc, 0, total * sizeof(tg_real));
-    memset(w.sq, 0, (size_t)n_p * (size_t)gn->n_rows * sizeof *w.sq);
-    for (int j = 0; j < n_p; j++) {
-        memcpy(w.snap + w.off[j], w.params[j]->grad, tg_numel(w.params[j]) * sizeof(tg_real));
-        w.acc_row[j] = -1;
-    }
-    memcpy(w.start, w.snap, total * sizeof(tg_real));
-
-    tg_sweep_hook old = tp->hook;
-    void *old_user = tp->hook_user;
-    tg_tape_set_sweep_hook(tp, watch_hook, &w);
-    st = tg_backward(tp, loss);
-    tg_tape_set_sweep_hook(tp, old, old_user);
+    /* one sweep of the whole tape is one segment; entries past the loss do not count */
+    norms_watch *w = gn->w;
+    tg_status st = tg_backward(tp, loss);
+    if (st == TG_OK && w->err) st = tg_error(ctx, w->err, "gradient norms: out of memory");
     if (st == TG_OK) {
-        for (int j = 0; j < n_p; j++) watch_flush(&w, j);
-        st = norms_fill(gn, tp, last, &w);
+        /* rows count entries 0..last only */
+        for (int s = 0; s < w->cap_steps; s++) w->seen[s] = 0;
+        for (int i = 0; i <= last && i < w->cap_entries; i++) w->seen[w->step[i] + 1] = 1;
+        watch_segment(w, last, 0);
+        st = tg_grad_norms_finish(gn);
     }
-done:
-    if (st == TG_ERR_NOMEM) tg_error(ctx, st, "gradient norms: out of memory");
-    watch_free(ctx, &w, n_p, total, gn->n_rows);
-    tg_free(ctx, step, n * sizeof *step);
-    tg_free(ctx, v.params, (size_t)v.cap_params * sizeof *v.params);
     if (st) {
         tg_grad_norms_free(gn);
         return NULL;

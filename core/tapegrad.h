@@ -377,6 +377,14 @@ TG_API tg_status tg_tape_check_finite(tg_tape *tape, tg_tensor *loss);
  * (the sweep's own errors included).  Free with tg_grad_norms_free(). */
 typedef struct tg_grad_norms tg_grad_norms;
 TG_API tg_grad_norms *tg_grad_norms_new(tg_tape *tape, tg_tensor *loss, tg_params *ps);
+/* The same table for sweeps the caller runs, such as tg_model_backprop under
+ * a memory budget, whose tape holds one segment at a time: _watch sets the
+ * tape's sweep and segment hooks (calling any set before) and returns an
+ * empty table for the parameters of ps (required); every sweep until
+ * tg_grad_norms_finish() (which puts the hooks back and fills the table)
+ * adds to it.  NULL / a status with the error in the context. */
+TG_API tg_grad_norms *tg_grad_norms_watch(tg_tape *tape, tg_params *ps);
+TG_API tg_status tg_grad_norms_finish(tg_grad_norms *gn);
 TG_API void tg_grad_norms_free(tg_grad_norms *gn);
 TG_API void tg_grad_norms_size(const tg_grad_norms *gn, int *rows, int *cols);
 TG_API int tg_grad_norms_step(const tg_grad_norms *gn, int row);    /* -1: entries without a step */
@@ -671,6 +679,10 @@ typedef struct tg_train_opts {
     int patience;         /* stop after this many epochs without a better validation
                              loss, keeping the best parameters; 0: never */
     uint64_t seed;        /* the shuffle's seed (default 1) */
+    size_t memory;        /* a budget in bytes for what one chunk's sweep keeps (its tape
+                             and state snapshots: tg_model_backprop); 0 (the default): no
+                             budget, each chunk recorded whole.  Evaluation records under it
+                             too (in segments, states carried, nothing recomputed) */
 } tg_train_opts;
 
 /* Adam (lr 0.001), one epoch, the rest as documented above. */
@@ -689,6 +701,7 @@ typedef struct tg_train_progress {
     double lr, grad_norm;     /* of the last step (grad norm before clipping) */
     double seconds;           /* training time, resumed runs included */
     int epoch_end;            /* 1 when this report closes an epoch */
+    tg_bptt_plan plan;        /* the schedule of the last chunk's sweep (all zero before one) */
 } tg_train_progress;
 
 /* Why tg_trainer_run() returned TG_OK. */

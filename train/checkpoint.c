@@ -16,6 +16,7 @@
 #include "train_internal.h"
 #include "ckpt_file.h"
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,7 @@ static void put_opts(tgc_buf *b, const tg_train_opts *o)
     tgc_put_i64(b, o->warmup), tgc_put_f64(b, o->gamma), tgc_put_i64(b, o->step_size);
     tgc_put_i64(b, o->plateau_patience), tgc_put_f64(b, o->target), tgc_put_i64(b, o->patience);
     tgc_put_u64(b, o->seed);
+    tgc_put_u64(b, (uint64_t)o->memory); /* last: a file from before it has none (no budget) */
 }
 
 /* An int field in [lo, hi], else the cursor fails naming it. */
@@ -117,6 +119,13 @@ static void get_opts(tgc_cur *c, tg_train_opts *o)
     o->target = get_num(c, "opts.target", 0, 0);
     o->patience = (int)get_int(c, "opts.patience", 0, 2000000000);
     o->seed = tgc_get_u64(c);
+    if (!c->err && c->pos < c->len) { /* files saved before the memory budget end here */
+        uint64_t mem = tgc_get_u64(c);
+#if SIZE_MAX < UINT64_MAX
+        if (!c->err && mem > (uint64_t)SIZE_MAX) tgc_cur_fail(c, "field 'opts.memory' does not fit this machine's size_t");
+#endif
+        o->memory = (size_t)mem;
+    }
 }
 
 /* ---- saving ---------------------------------------------------------------- */

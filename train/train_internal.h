@@ -59,6 +59,7 @@ typedef struct tgt_plan {
     int T_max;               /* longest item; text: the stream length L */
     int K;                   /* chunk length (bptt, or T_max) */
     tg_real **in, **tg, **carry;  /* per input/target/state: the batch (text: the chunk) */
+    tg_real **out;           /* per state [rows, B]: where a sweep leaves the final state */
     int filled;              /* the batch in in/tg (sequences), -1: none */
     int has_carry;           /* carry holds the state after the last chunk */
     /* data-parallel (tg_trainer_set_shard): this plan computes columns
@@ -103,6 +104,8 @@ struct tg_trainer {
     void *reduce_user;
     int shard_rank, shard_size;
     tg_train_progress prog;
+    int plan_cols;           /* columns of the chunk prog.plan was made for (evaluation under
+                                o.memory records segments of prog.plan.segment steps, scaled) */
     double t0;               /* monotonic time of this process's first step */
     int started;
 };

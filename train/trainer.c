@@ -78,7 +78,8 @@ void tgt_plan_free(tgt_plan *p, int n_in, int n_tg, int n_st)
     for (int i = 0; p->tg && i < n_tg; i++) free(p->tg[i]);
     for (int i = 0; p->carry && i < n_st; i++) free(p->carry[i]);
     for (int i = 0; p->carry_loc && i < n_st; i++) free(p->carry_loc[i]);
-    free(p->in), free(p->tg), free(p->carry), free(p->carry_loc);
+    for (int i = 0; p->out && i < n_st; i++) free(p->out[i]);
+    free(p->in), free(p->tg), free(p->carry), free(p->carry_loc), free(p->out);
     free(p->order), free(p->start), free(p->count);
     memset(p, 0, sizeof *p);
 }
@@ -127,7 +128,8 @@ tg_status tgt_plan_init(tg_trainer *tr, tgt_plan *p, const tg_trainset *s)
     p->in = calloc((size_t)tr->n_in + 1, sizeof *p->in);
     p->tg = calloc((size_t)tr->n_tg + 1, sizeof *p->tg);
     p->carry = calloc((size_t)tr->n_st + 1, sizeof *p->carry);
-    int oom = !p->in || !p->tg || !p->carry;
+    p->out = calloc((size_t)tr->n_st + 1, sizeof *p->out);
+    int oom = !p->in || !p->tg || !p->carry || !p->out;
     /* a text feeds one input and one target of vocab rows, or one row of indices */
     for (int i = 0; !oom && i < tr->n_in; i++) {
         size_t rows = (size_t)(s->kind == TGT_TEXT ? (tr->in_flags[i] & TG_VAR_INDEX ? 1 : s->vocab->n) : s->rows[i]);
@@ -139,7 +141,8 @@ tg_status tgt_plan_init(tg_trainer *tr, tgt_plan *p, const tg_trainset *s)
         oom = !(p->tg[i] = malloc((size_t)span * rows * (size_t)p->B * sizeof(tg_real)));
     }
     for (int i = 0; !oom && i < tr->n_st; i++)
-        oom = !(p->carry[i] = calloc((size_t)tr->st_rows[i] * (size_t)p->B, sizeof(tg_real)));
+        oom = !(p->carry[i] = calloc((size_t)tr->st_rows[i] * (size_t)p->B, sizeof(tg_real))) ||
+              !(p->out[i] = calloc((size_t)tr->st_rows[i] * (size_t)p->B, sizeof(tg_real)));
     if (oom) return tg_error(tr->ctx, TG_ERR_NOMEM, "out of memory for the batch buffers");
     return TG_OK;
 }
@@ -444,6 +447,72 @@ static double schedule_lr(const tg_trainer *tr, uint64_t t)
     }
 }
 
+/* Evaluation: records u's steps without a sweep and sums the loss into *raw;
+ * leaves the final states in p->out.  Under a memory budget it records
+ * segments of the last training sweep's segment length (scaled to the
+ * columns; one step before any sweep), the states carried from one to the
+ * next, so the tape never holds more than a training sweep's segment; a
+ * model with a reverse state is recorded whole, as its sweeps are. */
+static tg_status forward_only(tg_trainer *tr, tgt_plan *p, tg_unroll *u, int text, double *raw)
+{
+    int steps = u->steps, seg = steps, reverse = 0;
+    /* a state that runs in reverse starts at the end: the sequence is recorded whole */
+    for (int i = 0; i < tr->n_st; i++) reverse |= tg_model_var_flags(tr->m, TG_ROLE_STATE, i, NULL) & TG_VAR_REVERSE;
+    if (tr->o.memory && !reverse) {
+        long long s = tr->prog.plan.segment > 0 ? tr->prog.plan.segment : 1;
+        if (tr->plan_cols > u->batch) s = s * tr->plan_cols / u->batch;
+        seg = s < 1 ? 1 : s < steps ? (int)s : steps;
+    }
+    const tg_real *const *st0 = u->state0;
+    const tg_real *carried[TGM_MAX_DECLS];
+    int t_first = u->t0;
+    if (text) u->seq_steps = steps; /* a text chunk is the sequence `loss_at: last` sees */
+    *raw = 0;
+    for (int k = 0; k < steps; k += seg) {
+        tg_tape_reset(tr->tape);
+        u->t0 = t_first + k;
+        u->steps = steps - k < seg ? steps - k : seg;
+        u->state0 = k ? (tr->n_st ? carried : NULL) : st0;
+        tg_status st = tg_model_unroll(tr->m, tr->tape, u);
+        if (st) return st;
+        double l = u->loss ? tg_item(u->loss) : 0;
+        *raw = k ? *raw + l : l;
+        for (int i = 0; i < tr->n_st; i++) {
+            memcpy(p->out[i], tg_data(u->state[i]), (size_t)tr->st_rows[i] * (size_t)u->batch * sizeof(tg_real));
+            carried[i] = p->out[i];
+        }
+        if (!isfinite(l)) break; /* the tape holds the segment with the first non-finite value */
+    }
+    return TG_OK;
+}
+
+/* After a chunk whose loss (or sweep) was not finite: the first non-finite
+ * value, as tg_tape_check_finite() words it, into where[]; TG_ERR_NONFINITE
+ * if found.  Under a budget a swept tape holds only its first segment, so
+ * the chunk is recorded again with every value checked as it is computed
+ * (anomaly mode stops at the first, whichever segment it is in). */
+static tg_status locate_nonfinite(tg_trainer *tr, tg_unroll *u, int backward, char *where, size_t len)
+{
+    where[0] = 0;
+    tg_status f = tg_tape_check_finite(tr->tape, NULL);
+    if (!f && backward && tr->o.memory) {
+        double loss;
+        tg_tape_reset(tr->tape);
+        tg_tape_detect_anomaly(tr->tape, 1);
+        tg_status a = tg_model_backprop(tr->m, tr->tape, u, tr->o.memory, NULL, &loss, NULL);
+        tg_tape_detect_anomaly(tr->tape, 0);
+        if (a == TG_ERR_NONFINITE && !(f = tg_tape_check_finite(tr->tape, NULL))) {
+            snprintf(where, len, "%s", tg_errmsg(tr->ctx)); /* anomaly mode's own words */
+            return TG_ERR_NONFINITE;
+        }
+    }
+    if (f) { /* "first non-finite value: ..." follows "the first non-finite value: " */
+        const char *msg = tg_errmsg(tr->ctx), *pre = "first non-finite value: ";
+        snprintf(where, len, "%s", strncmp(msg, pre, strlen(pre)) ? msg : msg + strlen(pre));
+    }
+    return f;
+}
+
 /* Records chunk c of batch k of plan p, runs backward when asked, and
  * carries the states on.  *raw gets the summed loss, *count what MEAN
  * divides it by, *epoch_count what the epoch's mean divides by. */
@@ -475,7 +544,6 @@ static tg_status run_chunk(tg_trainer *tr, tgt_plan *p, int k, int c, int backwa
             st0[i] = p->carry_loc[i];
         }
     }
-    tg_tape_reset(tr->tape);
     tg_tape_set_training(tr->tape, backward); /* dropout in training steps only, not in evaluation */
     tg_unroll u = {
         .params = tr->ps,
@@ -487,30 +555,44 @@ static tg_status run_chunk(tg_trainer *tr, tgt_plan *p, int k, int c, int backwa
         .targets = tgp,
         .state0 = tr->n_st ? st0 : NULL,
     };
-    tg_status st = tg_model_unroll(tr->m, tr->tape, &u);
-    if (st) return st;
-    *raw = u.loss ? tg_item(u.loss) : 0;
+    tg_status st;
+    *raw = NAN;
+    if (backward) {
+        /* one call records, sweeps (in segments under a budget) and leaves the final state */
+        tg_real *out[TGM_MAX_DECLS];
+        for (int i = 0; i < tr->n_st; i++) out[i] = p->out[i];
+        st = tg_model_backprop(tr->m, tr->tape, &u, tr->o.memory, tr->n_st ? out : NULL, raw, &tr->prog.plan);
+        tr->plan_cols = cols;
+        /* a non-finite loss stops the sweep before *raw is set: one recording still
+         * holds it; under a budget a recording without a sweep sums it again */
+        if (st == TG_ERR_NONFINITE && !tr->o.memory && u.loss) *raw = tg_item(u.loss);
+        else if (st == TG_ERR_NONFINITE) {
+            tg_unroll v = u; /* forward_only moves its range; u is recorded again below */
+            if ((st = forward_only(tr, p, &v, text, raw)) == TG_OK) st = TG_ERR_NONFINITE;
+        }
+    } else {
+        st = forward_only(tr, p, &u, text, raw);
+    }
+    if (st && st != TG_ERR_NONFINITE) return st;
     *count = text ? (double)steps * cols : (double)cols;
     /* the whole batch's: every shard counts the epoch alike */
     *epoch_count = text ? (double)steps * all : (c == 0 ? all : 0);
-    if (u.loss && !isfinite(*raw)) {
+    if (st || !isfinite(*raw)) {
         /* where the first non-finite value came from */
-        tg_status f = tg_tape_check_finite(tr->tape, NULL);
         char where[1024];
-        snprintf(where, sizeof where, "%s", f ? tg_errmsg(tr->ctx) : "");
+        tg_status f = locate_nonfinite(tr, &u, backward, where, sizeof where);
         return tg_error(tr->ctx, TG_ERR_NONFINITE, "step %llu: the loss is %g%s%s%s", (unsigned long long)tr->pos.step + 1,
                         *raw, f ? "; the first non-finite value: " : "", where,
                         tr->pos.step ? " (a smaller learning rate or gradient clipping may help)"
                                      : " (at the first step: the model overflows with its initial parameters)");
     }
-    if (backward && u.loss && (st = tg_backward(tr->tape, u.loss))) return st;
     for (int i = 0; i < tr->n_st; i++) {
         if (p->size == 1) {
-            memcpy(p->carry[i], tg_data(u.state[i]), (size_t)tr->st_rows[i] * (size_t)cols * sizeof(tg_real));
+            memcpy(p->carry[i], p->out[i], (size_t)tr->st_rows[i] * (size_t)cols * sizeof(tg_real));
             continue;
         }
         for (int r = 0; r < tr->st_rows[i]; r++)
-            memcpy(p->carry[i] + (size_t)r * (size_t)all + (size_t)lo, tg_data(u.state[i]) + (size_t)r * (size_t)cols,
+            memcpy(p->carry[i] + (size_t)r * (size_t)all + (size_t)lo, p->out[i] + (size_t)r * (size_t)cols,
                    (size_t)cols * sizeof(tg_real));
     }
     p->has_carry = 1;

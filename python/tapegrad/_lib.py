@@ -222,6 +222,17 @@ typedef struct tg_unroll {
     tg_tensor **state;
 } tg_unroll;
 tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u);
+typedef struct tg_bptt_plan {
+    int steps;
+    int segment;
+    int segments;
+    int snapshots;
+    long long forward_steps;
+    long long recomputed;
+    size_t tape_bytes;
+    size_t snapshot_bytes;
+} tg_bptt_plan;
+tg_status tg_parse_size(tg_ctx *ctx, const char *text, size_t *bytes);
 
 typedef struct tg_vocab tg_vocab;
 tg_vocab *tg_vocab_new(tg_ctx *ctx, const uint32_t *chars, int n);
@@ -269,6 +280,7 @@ typedef struct tg_train_opts {
     double target;
     int patience;
     uint64_t seed;
+    size_t memory;
 } tg_train_opts;
 tg_train_opts tg_train_defaults(void);
 typedef struct tg_train_progress {
@@ -281,6 +293,7 @@ typedef struct tg_train_progress {
     double lr, grad_norm;
     double seconds;
     int epoch_end;
+    tg_bptt_plan plan;
 } tg_train_progress;
 typedef enum tg_train_end {
     TG_END_NONE,

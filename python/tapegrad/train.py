@@ -165,6 +165,22 @@ def _vocab_ptr(ctx, vocab, keep):
     return vocab
 
 
+def _memory_bytes(m, memory):
+    """A budget in bytes from an int or a size such as "256M" (tg_parse_size)."""
+    L = m._L
+    if isinstance(memory, bool) or not isinstance(memory, (int, str)):
+        raise TypeError("memory is a number of bytes or a size such as '256M', not %s" % type(memory).__name__)
+    if isinstance(memory, int):
+        if memory < 0 or memory >= 1 << 64:
+            raise ValueError("memory must be from 0 to 2**64 - 1 bytes, not %d" % memory)
+        return memory
+    if "\x00" in memory:
+        raise ValueError("memory: a size has no NUL character")
+    out = L.ffi.new("size_t *")
+    m._ctx.check(L.lib.tg_parse_size(m._ctx._ptr, memory.encode("utf-8", "surrogateescape"), out))
+    return int(out[0])
+
+
 class Trainer:
     """Fits m's parameters p (a Params of m) with the library's trainer.
 
@@ -175,14 +191,16 @@ class Trainer:
     batch, bptt (-1: 64 for text, whole sequences otherwise; 0: whole),
     accumulate, reduction "mean" | "sum", schedule "constant" | "step" |
     "exp" | "cosine" | "plateau", warmup, gamma, step_size,
-    plateau_patience, target, patience, max_steps, seed.
+    plateau_patience, target, patience, max_steps, seed, memory (a budget
+    for what one chunk's BPTT keeps: bytes, or a size such as "256M";
+    0 or None: no budget).
     """
 
     def __init__(self, m, p, *, optimizer="adam", lr=None, momentum=None, nesterov=None, betas=None, rho=None,
                  eps=None, eps_inside=None, weight_decay=None, decoupled=None, clip=None, clip_value=None,
                  batch=None, bptt=None, accumulate=None,
                  reduction=None, schedule=None, warmup=None, gamma=None, step_size=None, plateau_patience=None,
-                 target=None, patience=None, max_steps=None, seed=None):
+                 target=None, patience=None, max_steps=None, seed=None, memory=None):
         if not isinstance(m, Model):
             raise TypeError("Trainer takes a tapegrad.Model, given %s" % type(m).__name__)
         m._own(p)
@@ -232,6 +250,8 @@ class Trainer:
         put(o, "patience", patience, int)
         put(o, "max_steps", max_steps, int)
         put(o, "seed", seed, int)
+        if memory is not None:
+            o.memory = _memory_bytes(m, memory)
         self._tr = None
         self._sets = None
         self._resume_from = None

@@ -119,3 +119,23 @@ def test_bad_options_and_data_are_refused():
         tapegrad.Trainer(m, p, lr=-1).fit(sequences(m), epochs=1)
     with pytest.raises(ValueError, match="x: expected shape"):
         tapegrad.Trainer(m, p).fit([{"x": np.zeros((3, 3, 1), np.float32), "y": np.zeros((3, 1, 1), np.float32)}])
+
+
+def test_a_memory_budget_trains_as_full_bptt():
+    """memory= (bytes or "6K"): each chunk swept in segments; the parameters are full BPTT's to rounding."""
+    m = tapegrad.Model(ELMAN)
+    data = sequences(m, n=6, T=40)
+    full, cut = m.init_params(seed=3), m.init_params(seed=3)
+    tapegrad.Trainer(m, full, optimizer="sgd", lr=0.05, batch=2).fit(data, epochs=2)
+    tr = tapegrad.Trainer(m, cut, optimizer="sgd", lr=0.05, batch=2, memory="6K")
+    assert tr._opts.memory == 6144
+    tr.fit(data, epochs=2)
+    for k in full:
+        assert np.allclose(full[k], cut[k], rtol=1e-5, atol=1e-6), k
+    assert tapegrad.Trainer(m, cut, memory=4096)._opts.memory == 4096
+    with pytest.raises(tapegrad.ArgError, match=r"size '12Q': unexpected characters after the number"):
+        tapegrad.Trainer(m, cut, memory="12Q")
+    with pytest.raises(ValueError, match=r"memory must be from 0 to 2\*\*64 - 1 bytes, not -1"):
+        tapegrad.Trainer(m, cut, memory=-1)
+    with pytest.raises(TypeError, match="memory is a number of bytes or a size such as '256M', not float"):
+        tapegrad.Trainer(m, cut, memory=1.5)
