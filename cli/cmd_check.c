@@ -69,6 +69,10 @@ static int check(const cli_cmd *cmd, int argc, char **argv)
     tg_gradcheck_result res;
     tg_status st = tg_gradcheck(s.tape, s.params, build, &s, &go, &res);
     if (st == TG_OK || st == TG_ERR_CHECK) {
+        if (res.refined || res.unresolved)
+            printf("%zu scalars disagreed by more than tol / 2 at 5 points: %zu judged by a fit over wider steps, "
+                   "%zu unresolved (no fit within tol; 5 points kept)\n",
+                   res.refined + res.unresolved, res.refined, res.unresolved);
         const char *worst = res.worst_param >= 0 ? tg_params_name(s.params, res.worst_param) : "-";
         printf("worst scaled error %.3e (%s element %zu) over %zu scalars: %s\n", res.max_err, worst,
                res.worst_index, res.checked, st == TG_OK ? "ok" : "FAILED");
