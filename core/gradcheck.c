@@ -24,10 +24,10 @@
  * estimate was 10 times too small at times.
  *
  * The refined estimate decides only when its bound is within tol: the t
- * quantile (99%) times the standard error, plus how far a sixth term (T11)
- * moves the estimate, since the residuals alone missed truncation: on
- * char_rnn (B = 1) W[14190]'s fit at H = 0.2 erred by 7.5e-10 with a
- * standard error of 1e-10, and T11 moved it by 8e-10.  Otherwise the grid is
+ * quantile (99%) times the standard error, plus truncation the residuals do
+ * not show — how far a sixth term (T11) moves the estimate beyond what noise
+ * explains.  On char_rnn (B = 1) W[14190]'s fit at H = 0.2 erred by 7.5e-10
+ * with a standard error of 1e-10, and T11 moved it by 8e-10.  Otherwise the grid is
  * doubled (if noise is why: the finest grid's bound would be within tol), or
  * H is halved (three times); if no fit is good enough the 5-point verdict
  * stands and the scalar counts as unresolved.  A disagreement within the
@@ -166,12 +166,15 @@ static tg_status refine(const gc_fn *fn, tg_real *x, double a, double h, double 
                 if (st) return st;
                 n++;
             }
-            /* the estimate with T1 .. T9; how far adding T11 moves it is the
-             * truncation it may still carry, added to the noise's bound */
+            /* the estimate with T1 .. T9; where adding T11 moves it by more
+             * than noise would (t times the standard error of the difference
+             * of nested fits), the excess is truncation it still carries */
             double se, se6, d = odd_fit(s, g, n, H, GC_TERMS, &se);
-            double trunc = fabs(d - odd_fit(s, g, n, H, GC_TERMS + 1, &se6));
+            double t = t99(n - GC_TERMS), moved = fabs(d - odd_fit(s, g, n, H, GC_TERMS + 1, &se6));
+            double trunc = fmax(0.0, moved - t * sqrt(fmax(0.0, se6 * se6 - se * se)));
+            if (isnan(moved) || isnan(se6)) trunc = NAN;
             double scale = fmax(1.0, fmax(fabs(a), fabs(d)));
-            double b = t99(n - GC_TERMS) * se + trunc;
+            double b = t * se + trunc;
             if (!(b <= tol * scale)) {
                 /* too noisy, too wide or not smooth (NaN too): more steps help
                  * only noise, and only if the finest grid could get there */
