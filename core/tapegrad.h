@@ -410,10 +410,16 @@ typedef struct tg_gradcheck_result {
     int worst_param;   /* index into ps of the worst, -1 if none */
     size_t worst_index;/* element of that parameter */
     size_t checked;    /* scalars compared */
+    size_t refined;    /* of those, judged by the refined estimate (below) */
+    size_t unresolved; /* refinement could not bound its error: 5-point kept */
 } tg_gradcheck_result;
 
 /* Compares the gradients tg_backward() gives for every parameter in ps with
- * 5-point central finite differences of build().  Uses and resets tape.
+ * 5-point central finite differences of build().  A scalar that disagrees by
+ * more than tol / 2 is compared again with a least-squares fit over 12 to 96
+ * wider steps (up to 200 eps) if that fit's error bound (noise and
+ * truncation) is within tol; where none is (a kink, noise) the 5-point
+ * verdict stands.  Uses and resets tape.
  * Returns TG_OK, TG_ERR_CHECK past tolerance, or the error build() raised.
  * result and opts may be NULL. */
 TG_API tg_status tg_gradcheck(tg_tape *tape, tg_params *ps, tg_build_fn build, void *user,

@@ -178,7 +178,26 @@ MT_TEST(cli, check_reports_failure_with_exit_1)
     cr_expect_eq(r.code, 1, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, ": FAILED\n"), "%s", r.out);
     cr_expect(strstr(r.err, "exceeds"), "%s", r.err);
+    /* no estimate is bounded to 1e-15: every scalar is left to its 5-point estimate, and says so */
+    cr_expect(strstr(r.out, "; 0 refined, 4 unresolved\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "\n13 scalars disagreed by more than tol / 2 at 5 points: 0 judged by a fit over wider "
+                            "steps, 13 unresolved (no fit within tol; 5 points kept)\nworst scaled error "),
+              "%s", r.out);
+    cr_expect(strstr(r.err, " (5-point estimate; no wider fit bounded its error within tolerance)\n"), "%s", r.err);
     mt_result_free(&r);
+#ifdef TG_REAL_DOUBLE
+    /* a long loss rounds at every evaluation: at 1e-9 the 5-point estimates of
+     * many scalars are too noisy, and the wider fits settle every one of them */
+    const char *noisy[] = {"check", "models/char_rnn.yaml", "--steps", "50", "--batch", "4", "--dim", "vocab=10",
+                           "--dim", "hidden=10", "--tol", "1e-9", NULL};
+    r = mt_tool(noisy);
+    cr_expect_eq(r.code, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, " judged by a fit over wider steps, 0 unresolved (no fit within tol; 5 points kept)\n"),
+              "%s", r.out);
+    cr_expect(strstr(r.out, " refined, 0 unresolved\n"), "%s", r.out);
+    cr_expect(strstr(r.out, ": ok\n"), "%s", r.out);
+    mt_result_free(&r);
+#endif
 }
 
 MT_TEST(cli, help_and_usage_errors)

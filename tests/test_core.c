@@ -302,6 +302,140 @@ Test(core, gradcheck_catches_a_wrong_backward)
     cr_assert(strstr(tg_errmsg(ctx), "'w'"), "%s", tg_errmsg(ctx));
 }
 
+/* ---- the refined estimate: a loss with rounding noise, a small wrong backward, a kink ---- */
+/* "noisy_sin": sin(x), whose backward is cos(x) times (1 + attr 0), so that a
+ * registered op can be wrong by any relative amount; "noisy_abs": |x - attr 0|
+ * with the same factor attr 1 */
+static void ns_fwd(tg_tensor *o)
+{
+    tg_tensor *x = tg_tensor_input(o, 0);
+    for (size_t i = 0; i < tg_size(o); i++) tg_data(o)[i] = (tg_real)sin((double)tg_data(x)[i]);
+}
+static void ns_bwd(tg_tensor *o)
+{
+    tg_tensor *x = tg_tensor_input(o, 0);
+    if (!tg_grad(x)) return;
+    for (size_t i = 0; i < tg_size(o); i++)
+        tg_grad(x)[i] += (tg_real)(cos((double)tg_data(x)[i]) * (1 + tg_attr(o, 0)) * tg_grad(o)[i]);
+}
+static void na_fwd(tg_tensor *o)
+{
+    tg_tensor *x = tg_tensor_input(o, 0);
+    for (size_t i = 0; i < tg_size(o); i++) tg_data(o)[i] = (tg_real)fabs(tg_data(x)[i] - tg_attr(o, 0));
+}
+static void na_bwd(tg_tensor *o)
+{
+    tg_tensor *x = tg_tensor_input(o, 0);
+    if (!tg_grad(x)) return;
+    for (size_t i = 0; i < tg_size(o); i++)
+        tg_grad(x)[i] += (tg_real)((tg_data(x)[i] > tg_attr(o, 0) ? 1 : -1) * (1 + tg_attr(o, 1)) * tg_grad(o)[i]);
+}
+
+/* sum(op(w)) + C: adding C rounds the loss to ulp(C) at every evaluation, the
+ * noise a long unrolled loss carries (char_rnn's ~4e4 at T = 50, B = 4) */
+typedef struct noisy {
+    const char *op;
+    double attrs[2];
+    double big;
+} noisy;
+static tg_tensor *build_noisy(tg_tape *t, void *user)
+{
+    noisy *n = user;
+    tg_tensor *w = tg_params_at(ps, 0);
+    return tg_scale(t, tg_sum(t, tg_apply(t, n->op, 1, &w, 2, n->attrs)), 1.0, n->big);
+}
+
+static void register_noisy_ops(void)
+{
+    tg_op_spec s = {"noisy_sin", 1, 2, sq_shape, ns_fwd, ns_bwd}, a = {"noisy_abs", 1, 2, sq_shape, na_fwd, na_bwd};
+    cr_assert_eq(tg_op_register(ctx, &s), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_op_register(ctx, &a), TG_OK, "%s", tg_errmsg(ctx));
+}
+
+#ifdef TG_REAL_DOUBLE
+#define NOISY_BIG 1e6 /* ulp 1.2e-10: the 5-point estimate at h = 1e-3 errs by ~3e-8 */
+#define NOISY_TOL 1e-9
+#define NOISY_WRONG 1e-6
+#else
+#define NOISY_BIG 1e3 /* ulp 6.1e-5: the 5-point estimate at h = 1e-2 errs by ~2e-3 */
+#define NOISY_TOL 1e-3
+#define NOISY_WRONG 1e-2
+#endif
+
+Test(core, gradcheck_refines_what_rounding_noise_hides)
+{
+    register_noisy_ops();
+    fill(tg_params_add(ps, "w", 4, 4), 1.0);
+    tg_gradcheck_opts o = {.tol = NOISY_TOL};
+    tg_gradcheck_result r;
+    noisy ok = {"noisy_sin", {0, 0}, NOISY_BIG};
+    cr_assert_eq(tg_gradcheck(tape, ps, build_noisy, &ok, &o, &r), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(r.checked, 16);
+    cr_expect_gt(r.refined, 0, "the 5-point estimate should have been too noisy for tol %g", NOISY_TOL);
+    cr_expect_eq(r.unresolved, 0);
+    cr_expect_leq(r.max_err, NOISY_TOL);
+    /* the same loss without the noise needs no refinement */
+    noisy quiet = {"noisy_sin", {0, 0}, 0};
+    cr_assert_eq(tg_gradcheck(tape, ps, build_noisy, &quiet, &o, &r), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(r.refined + r.unresolved, 0);
+}
+
+Test(core, gradcheck_fails_a_backward_wrong_by_a_little_through_the_noise)
+{
+    register_noisy_ops();
+    fill(tg_params_add(ps, "w", 4, 4), 1.0);
+    tg_gradcheck_opts o = {.tol = NOISY_TOL};
+    tg_gradcheck_result r;
+    /* wrong by NOISY_WRONG relative: |cos w| >= 0.54 on [-1, 1], so scaled errors of 0.54 to 1 x NOISY_WRONG */
+    noisy bad = {"noisy_sin", {NOISY_WRONG, 0}, NOISY_BIG};
+    cr_assert_eq(tg_gradcheck(tape, ps, build_noisy, &bad, &o, &r), TG_ERR_CHECK);
+    cr_expect(r.max_err > 0.9 * NOISY_WRONG && r.max_err < 1.1 * NOISY_WRONG, "max err %g", r.max_err);
+    cr_expect(strstr(tg_errmsg(ctx), "parameter 'w'"), "%s", tg_errmsg(ctx));
+    /* ... and passes where that error is within tolerance */
+    o.tol = 2 * NOISY_WRONG;
+    cr_expect_eq(tg_gradcheck(tape, ps, build_noisy, &bad, &o, &r), TG_OK, "%s", tg_errmsg(ctx));
+#ifdef TG_REAL_DOUBLE
+    /* wrong by 1e-8, below the 5-point estimate's noise (~3e-8): the refined
+     * estimates (bounds ~1e-9 here) still see it */
+    noisy slightly = {"noisy_sin", {1e-8, 0}, NOISY_BIG};
+    o.tol = NOISY_TOL;
+    cr_assert_eq(tg_gradcheck(tape, ps, build_noisy, &slightly, &o, &r), TG_ERR_CHECK);
+    cr_expect_gt(r.refined, 0);
+    cr_expect(r.max_err > 0.8e-8 && r.max_err < 1.2e-8, "max err %g", r.max_err);
+#endif
+}
+
+/* The kink of |w - k| is 5e-3 from w: inside every wider step, outside the
+ * 5-point stencil.  No fit follows it, so the 5-point verdict stands (it is
+ * exact on a straight line but for the noise) and the scalar is unresolved. */
+Test(core, gradcheck_leaves_a_kink_to_the_5_point_estimate)
+{
+    register_noisy_ops();
+    tg_data(tg_params_add(ps, "w", 1, 0))[0] = (tg_real)0.3;
+    double h = sizeof(tg_real) == 8 ? 1e-3 : 1e-2, k = 0.3 - 2.5 * h;
+    tg_gradcheck_opts o = {.tol = NOISY_TOL};
+    tg_gradcheck_result r;
+    noisy good = {"noisy_abs", {k, 0}, NOISY_BIG}, bad = {"noisy_abs", {k, NOISY_WRONG}, NOISY_BIG};
+    /* the 5-point estimate, as the check computes it */
+    double f[4], dk[4] = {-2, -1, 1, 2};
+    for (int j = 0; j < 4; j++) {
+        tg_real *w = tg_data(tg_params_at(ps, 0));
+        *w = (tg_real)(0.3 + dk[j] * h);
+        tg_tape_reset(tape);
+        f[j] = tg_item(build_noisy(tape, &good));
+        *w = (tg_real)0.3;
+    }
+    double num = (f[0] - 8 * f[1] + 8 * f[2] - f[3]) / (12 * h), want = fabs(1 - num) / fmax(1, fabs(num));
+    tg_status st = tg_gradcheck(tape, ps, build_noisy, &good, &o, &r);
+    cr_expect_eq(st, want > NOISY_TOL ? TG_ERR_CHECK : TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(r.unresolved, want > NOISY_TOL / 2);
+    cr_expect_eq(r.refined, 0);
+    cr_expect_float_eq(r.max_err, want, 1e-3 * want + 1e-300, "max err %g, the 5-point estimate's %g", r.max_err, want);
+    cr_expect_eq(tg_gradcheck(tape, ps, build_noisy, &bad, &o, &r), TG_ERR_CHECK);
+    cr_expect_eq(r.unresolved, 1);
+    cr_expect(r.max_err > 0.5 * NOISY_WRONG, "max err %g", r.max_err);
+}
+
 Test(core, a_registered_op_works_like_a_builtin)
 {
     tg_op_spec sq = {"square", 1, 0, sq_shape, sq_fwd, sq_bwd};

@@ -181,7 +181,7 @@ static int check_case(const tg_builtin_op *d, int ci)
     if (d->differentiable) {
         cr_expect(spec->tol > 0, "%s: its test spec sets no tol", d->name);
         tg_gradcheck_opts opts = {.tol = spec->tol / SPEC_TOL_DIV};
-        tg_gradcheck_result r = {0, -1, 0, 0};
+        tg_gradcheck_result r = {.worst_param = -1};
         tg_status st = tg_gradcheck(tp, ps, build_case, &c, &opts, &r);
         if (getenv("TG_GRADCHECK_REPORT"))
             fprintf(stderr, "%-22s case %d: worst %.3e (tol %.1e)\n", d->name, ci, r.max_err,

@@ -264,7 +264,7 @@ static int gradcheck_split(tg_ctx *ctx, const tg_builtin_op *d, const tg_op_test
 #else
     tg_gradcheck_opts opts = {.tol = d->test.tol};
 #endif
-    tg_gradcheck_result r = {0, -1, 0, 0};
+    tg_gradcheck_result r = {.worst_param = -1};
     tg_status st = tg_gradcheck(tape, ps, build, &c, &opts, &r);
     if (st != TG_OK)
         cr_expect_fail("%s with 2 threads: worst scaled error %.3e at input %d element %zu (tol %.1e): %s", d->name,

@@ -177,6 +177,8 @@ typedef struct tg_gradcheck_result {
     int worst_param;
     size_t worst_index;
     size_t checked;
+    size_t refined;
+    size_t unresolved;
 } tg_gradcheck_result;
 tg_status tg_gradcheck(tg_tape *tape, tg_params *ps, tg_build_fn build, void *user,
                        const tg_gradcheck_opts *opts, tg_gradcheck_result *result);
