@@ -6,6 +6,7 @@
 #define MODELS_TESTUTIL_H
 
 #include <criterion/criterion.h>
+#include <tapegrad.h>
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -208,6 +209,27 @@ static inline void mt_seed_reference(mt_seed_grads *g)
 static inline int mt_close(double got, double want, double tol)
 {
     return fabs(got - want) <= tol * fmax(1.0, fabs(want));
+}
+
+/* Loads path with every dim shrunk to at most 3 (keeping the file's dims if
+ * the model does not allow that, e.g. a literal init). */
+static inline tg_model *mt_load_small(tg_ctx *ctx, const char *path)
+{
+    tg_model *m = tg_model_load(ctx, path, NULL, 0);
+    cr_assert(m, "%s", tg_errmsg(ctx));
+    tg_dim dims[32];
+    int n = 0;
+    for (int i = 0; i < tg_model_count(m, TG_ROLE_DIM) && n < 32; i++) {
+        int v;
+        const char *name = tg_model_var(m, TG_ROLE_DIM, i, &v, NULL);
+        if (v > 3) dims[n++] = (tg_dim){name, 3};
+    }
+    tg_model *small = n ? tg_model_load(ctx, path, dims, n) : NULL;
+    if (small) {
+        tg_model_free(m);
+        return small;
+    }
+    return m;
 }
 
 #endif

@@ -61,7 +61,7 @@ Test(alloc, every_failing_allocation_is_reported_and_leaks_nothing, .timeout = 1
 {
     long n;
     for (n = 0; n < 100000; n++) {
-        failing f = {n, 0};
+        failing f = {.countdown = n};
         int done = run_path(&f);
         cr_assert_eq(f.live, 0, "allocation %ld failing leaked %ld blocks", n, f.live);
         if (done) break;

@@ -74,26 +74,6 @@ MT_TEST(backprop, parse_size_reads_sizes)
 #define EPS FLT_EPSILON
 #endif
 
-/* Loads path with every dim shrunk to at most 3, as test_models.c does. */
-static tg_model *load_small(tg_ctx *ctx, const char *path)
-{
-    tg_model *m = tg_model_load(ctx, path, NULL, 0);
-    cr_assert(m, "%s", tg_errmsg(ctx));
-    tg_dim dims[32];
-    int n = 0;
-    for (int i = 0; i < tg_model_count(m, TG_ROLE_DIM) && n < 32; i++) {
-        int v;
-        const char *name = tg_model_var(m, TG_ROLE_DIM, i, &v, NULL);
-        if (v > 3) dims[n++] = (tg_dim){name, 3};
-    }
-    tg_model *small = n ? tg_model_load(ctx, path, dims, n) : NULL;
-    if (small) {
-        tg_model_free(m);
-        return small;
-    }
-    return m;
-}
-
 /* One model, its parameters, a random sequence of T steps and batch B, and
  * what one recording of steps [t0, t0 + steps) gives. */
 typedef struct fixture {
@@ -133,7 +113,7 @@ static int fx_open(fixture *f, tg_ctx *ctx, const char *path, int T, int B, int 
 {
     memset(f, 0, sizeof *f);
     f->ctx = ctx;
-    f->m = load_small(ctx, path);
+    f->m = mt_load_small(ctx, path);
     if (!tg_model_has_loss(f->m)) {
         tg_model_free(f->m);
         return 0;

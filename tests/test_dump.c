@@ -747,7 +747,7 @@ Test(dump, out_of_memory_in_dumps_and_norms_is_a_status_and_leaks_nothing)
 {
     int completed = 0;
     for (long nth = 0; nth < 400 && !completed; nth++) {
-        failing fl = {-1, 0};
+        failing fl = {.countdown = -1};
         tg_allocator a = {f_alloc, f_realloc, f_free, &fl};
         tg_ctx *ctx = tg_ctx_new(&a);
         cr_assert_not_null(ctx);

@@ -763,7 +763,7 @@ MT_TEST(oom, every_allocation_from_load_to_save, .timeout = 300)
         size_t len;
         char *before = slurp(ckpt, &len);
         for (chunk_steps = 4; chunk_steps <= 64; chunk_steps++) {
-            failing f = {-1, 0, 0, 0};
+            failing f = {.countdown = -1};
             cr_assert_eq(run_path(&f, TG_OPTIM_ADAM, ckpt, before, len), AT_DONE);
             if (f.backward_calls > 0) break;
         }
@@ -786,7 +786,7 @@ MT_TEST(oom, every_allocation_from_load_to_save, .timeout = 300)
         long n, calls = 0;
         int stages_seen = 0;
         for (n = 0; n < 1000000; n++) {
-            failing f = {n, 0, 0, 0};
+            failing f = {.countdown = n};
             int stage = run_path(&f, kinds[k], ckpt, before, len);
             cr_assert_eq(f.live, 0, "%s: allocation %ld failing (stage %d) leaked %ld blocks",
                          tg_optim_kind_name(kinds[k]), n, stage, f.live);

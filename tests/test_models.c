@@ -200,31 +200,10 @@ static tg_tensor *gc_build(tg_tape *tape, void *p)
     return tg_model_unroll(g->m, tape, &u) ? NULL : u.loss;
 }
 
-/* Loads path with every dim shrunk to at most 3 (keeping the file's dims if
- * the model does not allow that, e.g. a literal init), random params. */
-static tg_model *load_small(tg_ctx *ctx, const char *path)
-{
-    tg_model *m = tg_model_load(ctx, path, NULL, 0);
-    cr_assert(m, "%s", tg_errmsg(ctx));
-    tg_dim dims[32];
-    int n = 0;
-    for (int i = 0; i < tg_model_count(m, TG_ROLE_DIM) && n < 32; i++) {
-        int v;
-        const char *name = tg_model_var(m, TG_ROLE_DIM, i, &v, NULL);
-        if (v > 3) dims[n++] = (tg_dim){name, 3};
-    }
-    tg_model *small = n ? tg_model_load(ctx, path, dims, n) : NULL;
-    if (small) {
-        tg_model_free(m);
-        return small;
-    }
-    return m;
-}
-
 static void gradcheck_model(const char *path, int steps, int batch, uint64_t seed, int each_op)
 {
     tg_ctx *ctx = ctx_new();
-    tg_model *m = load_small(ctx, path);
+    tg_model *m = mt_load_small(ctx, path);
     if (!tg_model_has_loss(m)) {
         tg_model_free(m);
         tg_ctx_free(ctx);
@@ -295,7 +274,7 @@ static const char *reassigned_model =
 static void expect_fusion_agrees(const char *path, const char *text, int min_affine)
 {
     tg_ctx *ctx = ctx_new();
-    tg_model *m = text ? tg_model_parse(ctx, path, text, strlen(text), NULL, 0) : load_small(ctx, path);
+    tg_model *m = text ? tg_model_parse(ctx, path, text, strlen(text), NULL, 0) : mt_load_small(ctx, path);
     cr_assert(m, "%s", tg_errmsg(ctx));
     if (!tg_model_has_loss(m)) {
         tg_model_free(m);

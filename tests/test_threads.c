@@ -476,7 +476,7 @@ MT_TEST(threads, every_failing_allocation_is_reported_and_leaks_nothing)
     case_init(&c, 96, 32, 96, 9);
     long n;
     for (n = 0; n < 10000; n++) {
-        failing f = {n, 0};
+        failing f = {.countdown = n};
         int done = threads_path(&f, &c);
         cr_assert_eq(f.live, 0, "allocation %ld failing leaked %ld blocks", n, f.live);
         if (done) break;
