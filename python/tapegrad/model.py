@@ -25,19 +25,26 @@ class Outputs(dict):
 
 
 class CheckResult:
-    """Model.check's result: the worst scaled error, where, how many scalars, the report."""
+    """Model.check's result: the worst scaled error, where, how many scalars, the report.
 
-    def __init__(self, max_err, worst_param, worst_index, checked, report, ok):
+    refined: how many scalars the refined (wider-step fit) estimate judged, because the
+    5-point one disagreed by more than tol/2; unresolved: how many of those the refinement
+    could not bound, so the 5-point verdict stood (tg_gradcheck_result)."""
+
+    def __init__(self, max_err, worst_param, worst_index, checked, refined, unresolved, report, ok):
         self.max_err = max_err
         self.worst_param = worst_param
         self.worst_index = worst_index
         self.checked = checked
+        self.refined = refined
+        self.unresolved = unresolved
         self.report = report
         self.ok = ok
 
     def __repr__(self):
-        return "<CheckResult %s: worst scaled error %.3e (%s element %d) over %d scalars>" % (
-            "ok" if self.ok else "FAILED", self.max_err, self.worst_param, self.worst_index, self.checked)
+        return "<CheckResult %s: worst scaled error %.3e (%s element %d) over %d scalars; %d refined, %d unresolved>" % (
+            "ok" if self.ok else "FAILED", self.max_err, self.worst_param, self.worst_index, self.checked,
+            self.refined, self.unresolved)
 
 
 class _Seq:
@@ -551,7 +558,8 @@ class Model:
             raise failure[0]
         names = list(p)
         worst = names[res.worst_param] if 0 <= res.worst_param < len(names) else None
-        result = CheckResult(res.max_err, worst, res.worst_index, res.checked, report, st == 0)
+        result = CheckResult(res.max_err, worst, res.worst_index, res.checked, res.refined, res.unresolved, report,
+                             st == 0)
         if st:
             try:
                 self._ctx.check(st)
