@@ -480,30 +480,29 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-static bp_key make_key(const tg_model *m, const tg_tape *tape, const tg_unroll *u, size_t memory, int T)
+/* Fills *k, padding included (keys are compared with memcmp). */
+static void make_key(bp_key *k, const tg_model *m, const tg_tape *tape, const tg_unroll *u, size_t memory, int T)
 {
-    bp_key k;
-    memset(&k, 0, sizeof k); /* compared with memcmp: no stray padding */
-    k.m = m;
-    k.params = u->params;
+    memset(k, 0, sizeof *k);
+    k->m = m;
+    k->params = u->params;
     uint64_t h = fnv(0xcbf29ce484222325ull, m->text, m->text_len);
     for (int r = 0; r < 6; r++)
         for (int i = 0; i < m->n_vars[r]; i++) {
             int dims[2] = {m->vars[r][i].rows, m->vars[r][i].cols};
             h = fnv(h, dims, sizeof dims);
         }
-    k.model_hash = h;
+    k->model_hash = h;
     for (int i = 0; i < m->n_vars[TG_ROLE_STATE] && i < 64; i++)
-        if (u->state0 && u->state0[i]) k.state0_mask |= (uint64_t)1 << i;
-    k.memory = memory;
-    k.batch = u->batch;
-    k.t0 = u->t0;
-    k.steps = u->steps;
-    k.T = T;
-    k.each_op = u->each_op != 0;
-    k.training = tape->training;
-    k.recycle = tape->recycle_grads;
-    return k;
+        if (u->state0 && u->state0[i]) k->state0_mask |= (uint64_t)1 << i;
+    k->memory = memory;
+    k->batch = u->batch;
+    k->t0 = u->t0;
+    k->steps = u->steps;
+    k->T = T;
+    k->each_op = u->each_op != 0;
+    k->training = tape->training;
+    k->recycle = tape->recycle_grads;
 }
 
 /* The kept cost for this key, or NULL. */
@@ -530,7 +529,7 @@ static tg_status cache_store(tg_tape *tape, const bp_key *k, const tgr_costs *c,
         tape->bp_cache = bc;
         tape->bp_cache_bytes = bytes;
     }
-    bc->key = *k;
+    memcpy(&bc->key, k, sizeof *k); /* padding too: the key is compared with memcmp */
     bc->c = *c;
     bc->ns = ns;
     memcpy(bc->carry, carry, (size_t)ns * sizeof(bool));
@@ -555,7 +554,8 @@ static tg_status budgeted(const tg_model *m, tg_tape *tape, tg_unroll *u, size_t
     tgr_costs c = {.steps = b.N, .whole_only = m->n_reverse > 0};
     c.fixed = block_layout(&b, 1, NULL);
     c.per_snapshot = block_layout(&b, 2, NULL) - block_layout(&b, 1, NULL);
-    const bp_key key = make_key(m, tape, u, memory, b.T);
+    bp_key key;
+    make_key(&key, m, tape, u, memory, b.T);
     const bp_cache *kept = cache_find(tape, &key, b.ns);
     tg_status st = TG_OK;
     tgr_choice ch = {0};
