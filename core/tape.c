@@ -21,6 +21,7 @@ void tg_tape_free(tg_tape *tp)
     if (!tp) return;
     tg_arena_release(&tp->arena);
     tg_free(tp->ctx, tp->nodes, (size_t)tp->cap * sizeof *tp->nodes);
+    tg_free(tp->ctx, tp->bp_cache, tp->bp_cache_bytes);
     tg_free(tp->ctx, tp, sizeof *tp);
 }
 

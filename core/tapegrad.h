@@ -554,7 +554,10 @@ typedef struct tg_bptt_plan {
  * truncated BPTT passes on as state0).  plan (may be NULL): the schedule used.
  * The tape is reset (its first segment stays recorded, with gradients, until the next
  * reset).  Anomaly detection, the sweep hook and training mode of the tape apply to every
- * segment.  docs/memory.md tells how the budget is spent and what is bit-exact. */
+ * segment.  Under a budget the first call measures what a step costs and keeps that on the
+ * tape (freed with it); a later call with the same model, batch, range, form and budget
+ * reuses it, and the tape's memory too.  docs/memory.md tells how the budget is spent and
+ * what is bit-exact. */
 TG_API tg_status tg_model_backprop(const tg_model *m, tg_tape *tape, tg_unroll *u, size_t memory,
                                    tg_real *const *state_out, double *loss, tg_bptt_plan *plan);
 

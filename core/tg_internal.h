@@ -237,6 +237,10 @@ struct tg_tape {
     void *hook_user;
     tg_segment_hook seg_hook; /* tg_model_backprop's, after each segment's sweep */
     void *seg_hook_user;
+    /* tg_model_backprop's measured step cost (models/backprop.c), kept for the
+     * next call with the same model, batch and settings; freed with the tape */
+    void *bp_cache;
+    size_t bp_cache_bytes;
 };
 
 /* A parameter's tensor knows its context, so that a tape of another context

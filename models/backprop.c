@@ -272,12 +272,23 @@ static tg_status measure(bp_run *b, int len, size_t limit, size_t *bytes, size_t
     return st;
 }
 
-/* Sizes the tape for exactly the plan's segment: one arena chunk and an
- * entry list that recording L steps never outgrows. */
-static tg_status prepare_tape(bp_run *b, const tgr_costs *c, int L)
+/* Sizes the tape for the plan's segment: one arena chunk and an entry list
+ * that recording L steps never outgrows.  What the last call left is kept
+ * when it is large enough and within room (the budget less the rest): a
+ * fresh chunk of hundreds of MiB costs a page fault per 4 KiB on every call,
+ * as much as a third of the step's time. */
+static tg_status prepare_tape(bp_run *b, const tgr_costs *c, int L, size_t room)
 {
     size_t arena = c->tape1 + c->tape_step * (size_t)(L - 1);
     size_t entries = c->entries1 + c->entries_step * (size_t)(L - 1);
+    tg_tape *tp = b->tape;
+    const tg_chunk *h = tp->arena.head;
+    if (h && !h->next && h->size >= arena && (size_t)tp->cap >= entries &&
+        tg_tape_bytes(tp) <= room) {
+        tg_tape_reset(tp);
+        note_tape(b);
+        return TG_OK;
+    }
     tg_status st;
     if ((st = tg_tape_set_capacity(b->tape, (int)entries))) return st;
     if ((st = tg_arena_reserve(&b->tape->arena, arena))) return st;
@@ -365,11 +376,170 @@ static tg_status run_schedule(bp_run *b, int s, tg_real *const *state_out, doubl
     return TG_OK;
 }
 
+/* Measures what a step costs and chooses the plan, or fails naming the
+ * least budget that would do. */
+static tg_status measure_and_choose(bp_run *b, tgr_costs *c, size_t memory, tgr_choice *ch)
+{
+    const tg_model *m = b->m;
+    tg_ctx *ctx = b->ctx;
+    tg_tape *tape = b->tape;
+    char h1[32], h2[32], h3[32];
+    /* measure a segment of 1, 2 and 3 steps, each within the budget */
+    uint64_t rng0[4];
+    memcpy(rng0, ctx->rng, sizeof rng0); /* measuring draws dropout masks too */
+    /* the entry list is sized before each measurement (k steps make at most
+     * k times the entries of one), so that the arena's limit is all that
+     * can grow */
+    tg_status st = tg_tape_set_capacity(tape, 64);
+    const size_t held = 64 * sizeof(void *) + b->arrays_bytes;
+    size_t u1 = 0, e1 = 0, u2 = 0, e2 = 0;
+    bool over = false, too_small = false;
+    if (!st) st = measure(b, 1, memory > held ? memory - held : 1, &u1, &e1, &over);
+    /* what measuring one step held (its entry list may have grown) */
+    size_t held1 = (size_t)tape->cap * sizeof(void *) + b->arrays_bytes;
+    if (!st && !over && round64(u1) + held1 > memory) over = true;
+    too_small = over;
+    c->max_segment = 1;
+    for (int k = 2; !st && !over && k <= 3 && k <= b->N; k++) {
+        size_t list = (size_t)k * e1 * sizeof(void *) + b->arrays_bytes, uk, ek;
+        if (list >= memory || (st = tg_tape_set_capacity(tape, k * (int)e1))) {
+            over = true;
+        } else if (!(st = measure(b, k, memory - list, &uk, &ek, &over)) && !over) {
+            /* a tape that recycles gradient buffers settles after a step or
+             * two: the larger of the first two increments */
+            size_t du = k == 2 ? uk - u1 : uk - u2, de = k == 2 ? ek - e1 : ek - e2;
+            if (du > c->tape_step) c->tape_step = du;
+            if (de > c->entries_step) c->entries_step = de;
+            u2 = uk;
+            e2 = ek;
+            c->max_segment = k == 3 || k == b->N ? 0 : k;
+        }
+        if (k == 2) too_small = over && c->whole_only;
+    }
+    if (!st && too_small) {
+        /* to name the least budget that would do, measure again without the
+         * limit (only on the way to failing may the tape pass the budget) */
+        st = measure(b, 1, 0, &u1, &e1, &over);
+        if (held1 < (size_t)tape->cap * sizeof(void *) + b->arrays_bytes)
+            held1 = (size_t)tape->cap * sizeof(void *) + b->arrays_bytes;
+        if (!st && c->whole_only && b->N >= 2 && !(st = measure(b, 2, 0, &u2, &e2, &over))) {
+            c->tape_step = u2 - u1;
+            c->entries_step = e2 - e1;
+        }
+    }
+    c->tape1 = u1;
+    c->entries1 = e1;
+    memcpy(ctx->rng, rng0, sizeof rng0);
+    if (!st && (too_small || tgr_choose(c, memory > b->arrays_bytes ? memory - b->arrays_bytes : 0, ch))) {
+        if (c->whole_only) {
+            size_t need = tgr_tape_bytes(c, b->N) + b->arrays_bytes;
+            st = tg_error(ctx, TG_ERR_ARG,
+                          "%s: model %s has states that run in reverse, so it records whole sequences: %d steps at "
+                          "batch %d need %s; memory budget %s is too small (the least that would do is %zu bytes)",
+                          m->file, m->name, b->N, b->B, human(h1, sizeof h1, need), human(h2, sizeof h2, memory), need);
+        } else {
+            size_t least = tgr_tape_bytes(c, 1) + b->arrays_bytes + (b->N > 1 ? c->fixed : 0);
+            if (least < round64(u1) + held1) least = round64(u1) + held1; /* what measuring it takes */
+            st = tg_error(ctx, TG_ERR_ARG,
+                          "memory budget %s is too small: one step of model %s at batch %d needs %s on the tape; "
+                          "the least budget that would do is %zu bytes (%s)",
+                          human(h1, sizeof h1, memory), m->name, b->B, human(h2, sizeof h2, tgr_tape_bytes(c, 1)),
+                          least, human(h3, sizeof h3, least));
+        }
+    }
+    return st;
+}
+
+/* ---- the measured cost, kept on the tape ------------------------------------------------- */
+/* What a step costs depends on the model's graph, the batch, the range, the
+ * fused or per-operator form, dropout (training), gradient recycling, which
+ * start states are given, the parameter set and the budget (which bounds
+ * the measuring).  A training loop calls with all of these the same every
+ * minibatch: the first call measures, the next ones reuse it.  The model is
+ * known by its address and a hash of its text and dimensions, so a model
+ * loaded at a freed model's address is not taken for it. */
+typedef struct bp_key {
+    const tg_model *m;
+    const tg_params *params;
+    uint64_t model_hash, state0_mask;
+    size_t memory;
+    int batch, t0, steps, T, each_op, training, recycle;
+} bp_key;
+
+typedef struct bp_cache {
+    bp_key key;
+    tgr_costs c;
+    int ns;
+    bool carry[]; /* per state: its gradient crosses segment boundaries */
+} bp_cache;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Fills *k, padding included (keys are compared with memcmp). */
+static void make_key(bp_key *k, const tg_model *m, const tg_tape *tape, const tg_unroll *u, size_t memory, int T)
+{
+    memset(k, 0, sizeof *k);
+    k->m = m;
+    k->params = u->params;
+    uint64_t h = fnv(0xcbf29ce484222325ull, m->text, m->text_len);
+    for (int r = 0; r < 6; r++)
+        for (int i = 0; i < m->n_vars[r]; i++) {
+            int dims[2] = {m->vars[r][i].rows, m->vars[r][i].cols};
+            h = fnv(h, dims, sizeof dims);
+        }
+    k->model_hash = h;
+    for (int i = 0; i < m->n_vars[TG_ROLE_STATE] && i < 64; i++)
+        if (u->state0 && u->state0[i]) k->state0_mask |= (uint64_t)1 << i;
+    k->memory = memory;
+    k->batch = u->batch;
+    k->t0 = u->t0;
+    k->steps = u->steps;
+    k->T = T;
+    k->each_op = u->each_op != 0;
+    k->training = tape->training;
+    k->recycle = tape->recycle_grads;
+}
+
+/* The kept cost for this key, or NULL. */
+static const bp_cache *cache_find(const tg_tape *tape, const bp_key *k, int ns)
+{
+    const bp_cache *bc = tape->bp_cache;
+    if (!bc || bc->ns != ns || memcmp(&bc->key, k, sizeof *k) != 0 || ns > 64) return NULL;
+    return bc;
+}
+
+/* Keeps c for the next call (up to 64 states: the key's mask). */
+static tg_status cache_store(tg_tape *tape, const bp_key *k, const tgr_costs *c, const bool *carry, int ns)
+{
+    if (ns > 64) return TG_OK;
+    size_t bytes = sizeof(bp_cache) + (size_t)ns * sizeof(bool);
+    bp_cache *bc = tape->bp_cache;
+    if (bc && tape->bp_cache_bytes != bytes) {
+        tg_free(tape->ctx, bc, tape->bp_cache_bytes);
+        tape->bp_cache = bc = NULL;
+        tape->bp_cache_bytes = 0;
+    }
+    if (!bc) {
+        if (!(bc = tg_alloc(tape->ctx, bytes))) return TG_ERR_NOMEM;
+        tape->bp_cache = bc;
+        tape->bp_cache_bytes = bytes;
+    }
+    memcpy(&bc->key, k, sizeof *k); /* padding too: the key is compared with memcmp */
+    bc->c = *c;
+    bc->ns = ns;
+    memcpy(bc->carry, carry, (size_t)ns * sizeof(bool));
+    return TG_OK;
+}
+
 static tg_status budgeted(const tg_model *m, tg_tape *tape, tg_unroll *u, size_t memory, tg_real *const *state_out,
                           double *loss, tg_bptt_plan *plan)
 {
     tg_ctx *ctx = m->ctx;
-    char h1[32], h2[32], h3[32];
     bp_run b = {.m = m, .ctx = ctx, .tape = tape, .u = u, .ns = m->n_vars[TG_ROLE_STATE], .B = u->batch,
                 .t0 = u->t0, .N = u->steps, .T = u->seq_steps ? u->seq_steps : u->t0 + u->steps};
     b.S = state_bytes(m, b.B);
@@ -384,75 +554,23 @@ static tg_status budgeted(const tg_model *m, tg_tape *tape, tg_unroll *u, size_t
     tgr_costs c = {.steps = b.N, .whole_only = m->n_reverse > 0};
     c.fixed = block_layout(&b, 1, NULL);
     c.per_snapshot = block_layout(&b, 2, NULL) - block_layout(&b, 1, NULL);
-
-    /* measure a segment of 1, 2 and 3 steps, each within the budget */
-    uint64_t rng0[4];
-    memcpy(rng0, ctx->rng, sizeof rng0); /* measuring draws dropout masks too */
-    /* the entry list is sized before each measurement (k steps make at most
-     * k times the entries of one), so that the arena's limit is all that
-     * can grow */
-    tg_status st = tg_tape_set_capacity(tape, 64);
-    const size_t held = 64 * sizeof(void *) + b.arrays_bytes;
-    size_t u1 = 0, e1 = 0, u2 = 0, e2 = 0;
-    bool over = false, too_small = false;
-    if (!st) st = measure(&b, 1, memory > held ? memory - held : 1, &u1, &e1, &over);
-    /* what measuring one step held (its entry list may have grown) */
-    size_t held1 = (size_t)tape->cap * sizeof(void *) + b.arrays_bytes;
-    if (!st && !over && round64(u1) + held1 > memory) over = true;
-    too_small = over;
-    c.max_segment = 1;
-    for (int k = 2; !st && !over && k <= 3 && k <= b.N; k++) {
-        size_t list = (size_t)k * e1 * sizeof(void *) + b.arrays_bytes, uk, ek;
-        if (list >= memory || (st = tg_tape_set_capacity(tape, k * (int)e1))) {
-            over = true;
-        } else if (!(st = measure(&b, k, memory - list, &uk, &ek, &over)) && !over) {
-            /* a tape that recycles gradient buffers settles after a step or
-             * two: the larger of the first two increments */
-            size_t du = k == 2 ? uk - u1 : uk - u2, de = k == 2 ? ek - e1 : ek - e2;
-            if (du > c.tape_step) c.tape_step = du;
-            if (de > c.entries_step) c.entries_step = de;
-            u2 = uk;
-            e2 = ek;
-            c.max_segment = k == 3 || k == b.N ? 0 : k;
-        }
-        if (k == 2) too_small = over && c.whole_only;
-    }
-    if (!st && too_small) {
-        /* to name the least budget that would do, measure again without the
-         * limit (only on the way to failing may the tape pass the budget) */
-        st = measure(&b, 1, 0, &u1, &e1, &over);
-        if (held1 < (size_t)tape->cap * sizeof(void *) + b.arrays_bytes)
-            held1 = (size_t)tape->cap * sizeof(void *) + b.arrays_bytes;
-        if (!st && c.whole_only && b.N >= 2 && !(st = measure(&b, 2, 0, &u2, &e2, &over))) {
-            c.tape_step = u2 - u1;
-            c.entries_step = e2 - e1;
-        }
-    }
-    c.tape1 = u1;
-    c.entries1 = e1;
-    memcpy(ctx->rng, rng0, sizeof rng0);
+    bp_key key;
+    make_key(&key, m, tape, u, memory, b.T);
+    const bp_cache *kept = cache_find(tape, &key, b.ns);
+    tg_status st = TG_OK;
     tgr_choice ch = {0};
-    if (!st && (too_small || tgr_choose(&c, memory > b.arrays_bytes ? memory - b.arrays_bytes : 0, &ch))) {
-        if (c.whole_only) {
-            size_t need = tgr_tape_bytes(&c, b.N) + b.arrays_bytes;
-            st = tg_error(ctx, TG_ERR_ARG,
-                          "%s: model %s has states that run in reverse, so it records whole sequences: %d steps at "
-                          "batch %d need %s; memory budget %s is too small (the least that would do is %zu bytes)",
-                          m->file, m->name, b.N, b.B, human(h1, sizeof h1, need), human(h2, sizeof h2, memory), need);
-        } else {
-            size_t least = tgr_tape_bytes(&c, 1) + b.arrays_bytes + (b.N > 1 ? c.fixed : 0);
-            if (least < round64(u1) + held1) least = round64(u1) + held1; /* what measuring it takes */
-            st = tg_error(ctx, TG_ERR_ARG,
-                          "memory budget %s is too small: one step of model %s at batch %d needs %s on the tape; "
-                          "the least budget that would do is %zu bytes (%s)",
-                          human(h1, sizeof h1, memory), m->name, b.B, human(h2, sizeof h2, tgr_tape_bytes(&c, 1)),
-                          least, human(h3, sizeof h3, least));
-        }
+    if (kept && memory > b.arrays_bytes && !tgr_choose(&kept->c, memory - b.arrays_bytes, &ch)) {
+        c = kept->c;
+        memcpy(b.carry, kept->carry, (size_t)b.ns * sizeof(bool));
+    } else {
+        st = measure_and_choose(&b, &c, memory, &ch);
+        if (!st) st = cache_store(tape, &key, &c, b.carry, b.ns);
     }
     long long forward = b.N;
     b.tape_max = 0; /* measuring stayed within the budget's share (the limit); now the plan's tape */
+    const size_t room = memory - b.arrays_bytes;
     if (!st && ch.segments == 1) {
-        if (!(st = prepare_tape(&b, &c, b.N))) st = whole(m, tape, u, state_out, loss);
+        if (!(st = prepare_tape(&b, &c, b.N, room))) st = whole(m, tape, u, state_out, loss);
         note_tape(&b);
     } else if (!st) {
         b.L = ch.segment;
@@ -461,7 +579,8 @@ static tg_status budgeted(const tg_model *m, tg_tape *tape, tg_unroll *u, size_t
         if (!(b.block = tg_alloc(ctx, b.block_bytes))) st = TG_ERR_NOMEM;
         if (!st) {
             block_layout(&b, ch.snapshots, b.block);
-            if (!(st = prepare_tape(&b, &c, b.L))) st = run_schedule(&b, ch.snapshots, state_out, loss, &forward);
+            if (!(st = prepare_tape(&b, &c, b.L, room - b.block_bytes)))
+                st = run_schedule(&b, ch.snapshots, state_out, loss, &forward);
             if (!st) { /* the caller's view of the tape: its first segment */
                 u->loss = b.seg.loss;
                 u->outputs = b.seg.outputs;

@@ -711,3 +711,169 @@ MT_TEST(backprop, out_of_memory_anywhere_leaks_nothing, .timeout = 120)
     tg_model_free(m);
     tg_ctx_free(ctx);
 }
+
+/* ---- the measured cost kept on the tape --------------------------------------------------- */
+/* One configuration of a call: the Elman network at a hidden size, its
+ * parameters and a random sequence. */
+typedef struct kc_cfg {
+    tg_model *m;
+    tg_params *ps;
+    tg_dataset *d;
+    const tg_real *in[1], *tgt[1];
+    int T, B;
+} kc_cfg;
+
+static void kc_open(kc_cfg *k, tg_ctx *ctx, int hidden, int T, int B)
+{
+    tg_dim dims[] = {{"input", 2}, {"hidden", hidden}, {"output", 2}};
+    k->m = tg_model_load(ctx, "models/elman.yaml", dims, 3);
+    cr_assert(k->m, "%s", tg_errmsg(ctx));
+    k->ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(k->m, k->ps, 5), TG_OK);
+    k->d = tg_dataset_random(ctx, k->m, T, B, 6);
+    cr_assert(k->d, "%s", tg_errmsg(ctx));
+    k->in[0] = tg_dataset_values(k->d, 0, TG_ROLE_INPUT, 0);
+    k->tgt[0] = tg_dataset_values(k->d, 0, TG_ROLE_TARGET, 0);
+    k->T = T;
+    k->B = B;
+}
+
+static void kc_close(kc_cfg *k)
+{
+    tg_dataset_free(k->d);
+    tg_params_free(k->ps);
+    tg_model_free(k->m);
+}
+
+/* tg_model_backprop of k on tape under memory; the gradients into grads
+ * (tg_params_total entries, malloc'ed). */
+static tg_bptt_plan kc_run(kc_cfg *k, tg_tape *tape, size_t memory, int t0, int each_op, tg_real **grads)
+{
+    tg_ctx *ctx = tg_tape_ctx(tape);
+    tg_params_zero_grad(k->ps);
+    tg_unroll u = {.params = k->ps, .batch = k->B, .t0 = t0, .steps = k->T - t0, .seq_steps = k->T,
+                   .inputs = k->in, .targets = k->tgt, .each_op = each_op};
+    tg_bptt_plan plan;
+    cr_assert_eq(tg_model_backprop(k->m, tape, &u, memory, NULL, NULL, &plan), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_leq(tg_tape_bytes(tape), memory, "the tape kept more than the budget");
+    size_t n = tg_params_total(k->ps);
+    *grads = malloc(n * sizeof(tg_real));
+    memcpy(*grads, tg_params_grads(k->ps), n * sizeof(tg_real));
+    return plan;
+}
+
+/* The call on a tape that has seen other calls against the same call on a
+ * fresh tape: the same plan and the same gradients, bit for bit. */
+static tg_bptt_plan kc_expect_fresh(kc_cfg *k, tg_tape *used, size_t memory, int t0, int each_op, int keep,
+                                    const char *what)
+{
+    tg_real *got, *want;
+    tg_bptt_plan p = kc_run(k, used, memory, t0, each_op, &got);
+    tg_tape *fresh = tg_tape_new(tg_tape_ctx(used));
+    tg_tape_keep_grads(fresh, keep);
+    tg_tape_set_training(fresh, tg_tape_training(used));
+    tg_bptt_plan q = kc_run(k, fresh, memory, t0, each_op, &want);
+    tg_tape_free(fresh);
+    cr_expect_eq(p.segment, q.segment, "%s: segment %d, a fresh tape chose %d", what, p.segment, q.segment);
+    cr_expect_eq(p.segments, q.segments, "%s", what);
+    cr_expect_eq(p.snapshots, q.snapshots, "%s: %d snapshots, a fresh tape chose %d", what, p.snapshots,
+                 q.snapshots);
+    cr_expect_eq(p.forward_steps, q.forward_steps, "%s", what);
+    cr_expect_eq(p.snapshot_bytes, q.snapshot_bytes, "%s", what);
+    cr_expect_eq(memcmp(got, want, tg_params_total(k->ps) * sizeof(tg_real)), 0, "%s: the gradients differ", what);
+    free(got);
+    free(want);
+    return p;
+}
+
+/* A training loop calls tg_model_backprop with the same model, batch and
+ * budget every minibatch: the second call neither measures again nor
+ * allocates a new tape (its only requests are its two working blocks), and
+ * chooses the same plan with the same gradients bit for bit. */
+MT_TEST(backprop, a_second_call_reuses_the_measured_cost)
+{
+    mt_chdir_root();
+    failing f = {.countdown = -1};
+    tg_allocator a = {f_alloc, f_realloc, f_free, &f};
+    tg_ctx *ctx = tg_ctx_new(&a);
+    cr_assert(ctx);
+    kc_cfg k;
+    kc_open(&k, ctx, 5, 40, 2);
+    tg_tape *tape = tg_tape_new(ctx);
+    tg_tape_keep_grads(tape, 0);
+    tg_unroll u = {.params = k.ps, .batch = k.B, .steps = k.T, .inputs = k.in, .targets = k.tgt};
+    cr_assert_eq(tg_model_backprop(k.m, tape, &u, 1, NULL, NULL, NULL), TG_ERR_ARG);
+    size_t least = strtoull(strstr(tg_errmsg(ctx), "would do is ") + 12, NULL, 10);
+    const size_t memory = 3 * least;
+    tg_real *g1, *g2;
+    long calls = f.calls;
+    tg_bptt_plan p1 = kc_run(&k, tape, memory, 0, 0, &g1);
+    long first = f.calls - calls;
+    cr_assert_gt(p1.segments, 2, "the budget should make segments (%d)", p1.segments);
+    cr_assert_gt(p1.recomputed, 0);
+    calls = f.calls;
+    long live = f.live;
+    tg_bptt_plan p2 = kc_run(&k, tape, memory, 0, 0, &g2);
+    long second = f.calls - calls;
+    cr_expect_eq(second, 2, "the second call made %ld requests (the first %ld): it measured or sized the tape again",
+                 second, first);
+    cr_expect_gt(first, 20, "the first call measured (%ld requests)", first);
+    cr_expect_eq(f.live, live, "the second call kept a block");
+    cr_expect_eq(memcmp(&p1, &p2, sizeof p1), 0, "the plans differ");
+    cr_expect_eq(memcmp(g1, g2, tg_params_total(k.ps) * sizeof(tg_real)), 0, "the gradients differ");
+    free(g1);
+    free(g2);
+    /* one budget call with another budget measures again */
+    calls = f.calls;
+    kc_expect_fresh(&k, tape, memory + least, 0, 0, 0, "another budget");
+    cr_expect_gt(f.calls - calls, 20 + 2, "another budget measured again");
+    tg_tape_free(tape);
+    kc_close(&k);
+    tg_ctx_free(ctx);
+}
+
+/* Whatever the tape saw before, a call plans and sweeps as on a fresh tape:
+ * another batch, model, hidden size (one model file at other dims, even at
+ * a freed model's address), range, form, budget, dropout switch or gradient
+ * recycling each measure anew. */
+MT_TEST(backprop, the_kept_cost_follows_the_call)
+{
+    tg_ctx *ctx = ctx_new();
+    kc_cfg a, b;
+    kc_open(&a, ctx, 5, 40, 2);
+    kc_open(&b, ctx, 5, 40, 8); /* another batch */
+    tg_tape *tape = tg_tape_new(ctx);
+    tg_tape_keep_grads(tape, 0);
+    tg_unroll u = {.params = a.ps, .batch = a.B, .steps = a.T, .inputs = a.in, .targets = a.tgt};
+    cr_assert_eq(tg_model_backprop(a.m, tape, &u, 1, NULL, NULL, NULL), TG_ERR_ARG);
+    size_t least = strtoull(strstr(tg_errmsg(ctx), "would do is ") + 12, NULL, 10);
+    const size_t mem = 3 * least;
+    tg_bptt_plan pa = kc_expect_fresh(&a, tape, mem, 0, 0, 0, "first");
+    tg_bptt_plan pb = kc_expect_fresh(&b, tape, mem, 0, 0, 0, "batch 8 after batch 2");
+    cr_expect_neq(pa.segment, pb.segment, "batch 8 has longer steps: other segments (%d)", pa.segment);
+    kc_expect_fresh(&a, tape, mem, 0, 0, 0, "batch 2 again");
+    kc_expect_fresh(&a, tape, mem, 7, 0, 0, "from step 8");
+    kc_expect_fresh(&a, tape, mem, 0, 1, 0, "one entry per operator");
+    kc_expect_fresh(&a, tape, mem / 2 + least, 0, 0, 0, "a smaller budget");
+    tg_tape_keep_grads(tape, 1);
+    kc_expect_fresh(&a, tape, mem, 0, 0, 1, "keeping gradients");
+    tg_tape_keep_grads(tape, 0);
+    tg_tape_set_training(tape, 1);
+    kc_expect_fresh(&a, tape, mem, 0, 0, 0, "training");
+    tg_tape_set_training(tape, 0);
+    kc_expect_fresh(&a, tape, mem, 0, 0, 0, "batch 2 once more");
+    /* the same file at other hidden sizes, loaded where the model whose cost
+     * the tape holds may have been */
+    for (int h = 2; h <= 9; h += 7) {
+        const tg_model *old = a.m;
+        kc_close(&a);
+        kc_open(&a, ctx, h, 40, 2);
+        char what[64];
+        snprintf(what, sizeof what, "hidden %d (%s the freed model's address)", h, a.m == old ? "at" : "not at");
+        kc_expect_fresh(&a, tape, mem, 0, 0, 0, what);
+    }
+    tg_tape_free(tape);
+    kc_close(&a);
+    kc_close(&b);
+    tg_ctx_free(ctx);
+}
