@@ -19,7 +19,8 @@
  * it returns, also when it stops on an error. */
 #include "gemm.h"
 
-/* Columns a group holds at most, and the bytes of its buffers.  The inner
+/* TG_DEFER_COLS and TG_DEFER_BYTES (tg_internal.h): the columns a group
+ * holds at most, and the bytes of its buffers.  The inner
  * dimension of the sum only has to make the product a product: measured on
  * this project's machine (OpenBLAS 0.3.21, one thread, float), dW [256, 320]
  * += da x^T runs at 96, 98, 99, 95 GFLOP/s with inner dimension 32, 64, 128,
@@ -28,12 +29,6 @@
  * fewer passes over dW: at the medium size (256 hidden, batch 32, 100 steps)
  * 1024 columns is 32 steps per pass and 2.3 MiB of buffers; at the large
  * size (1024 hidden, batch 64) 4 MiB holds 7 steps. */
-#ifndef TG_DEFER_COLS
-#define TG_DEFER_COLS 1024
-#endif
-#ifndef TG_DEFER_BYTES
-#define TG_DEFER_BYTES ((size_t)4 << 20)
-#endif
 /* How far below an entry the sizing looks for others of its kind: a step of
  * an unrolled model has far fewer entries, and a lone entry (an MLP's layer)
  * costs no more than this. */
@@ -119,6 +114,7 @@ static void group_flush(tg_ctx *ctx, tg_defer_group *g)
     }
     for (int j = 0; j < g->nb; j++) {
         tg_real *restrict db = g->b[j]->grad;
+        if (!db) continue; /* sizing */
         for (int r = 0; r < m; r++) {
             const tg_real *restrict row = g->da + (size_t)r * (size_t)ld;
             tg_real s = 0;
@@ -169,9 +165,10 @@ tg_defer *tg_defer_begin(tg_tape *tp)
     d->tp = tp;
     d->last = NULL;
     d->err = TG_OK;
+    d->sizing = tp->arena.exact;
     /* a sweep hook watches parameter gradients grow entry by entry (per-step
-     * gradient norms); a budget's tape must hold what was measured */
-    tp->ctx->defer = d->immediate || tp->budget || tp->hook ? NULL : d;
+     * gradient norms) */
+    tp->ctx->defer = d->immediate || tp->hook ? NULL : d;
     return prev;
 }
 
@@ -200,7 +197,7 @@ tg_status tg_defer_end(tg_tape *tp, tg_defer *prev, bool check)
          * only a sum that overflowed is left to report */
         for (int j = 0; j < g->np + g->nb && !st; j++) {
             const tg_tensor *p = j < g->np ? g->a[j] : g->b[j - g->np];
-            if (all_finite(p->grad, tg_numel(p))) continue;
+            if (!p->grad || all_finite(p->grad, tg_numel(p))) continue;
             char where[TG_ERRMSG_LEN - 128];
             tg_describe_entry(tp->nodes[last], TG_DESCRIBE_GRAD, where, sizeof where);
             st = tg_error(tp->ctx, TG_ERR_NONFINITE,

@@ -229,6 +229,12 @@ struct tg_ctx {
  * shape and parameters.  Its buffers come from the tape's arena and stay
  * until the tape is reset, for the next sweep of the same tape. */
 #define TG_DEFER_GROUPS 32
+#ifndef TG_DEFER_COLS
+#define TG_DEFER_COLS 1024                 /* columns a group holds at most (why: core/defer.c) */
+#endif
+#ifndef TG_DEFER_BYTES
+#define TG_DEFER_BYTES ((size_t)4 << 20)  /* and the bytes of its buffers */
+#endif
 typedef struct tg_defer_group {
     const tg_op *op;            /* the kind: op, [m, n], the parameters */
     int m, n, np, nb;
@@ -243,6 +249,10 @@ typedef struct tg_defer_group {
 typedef struct tg_defer {
     struct tg_tape *tp;
     bool immediate;             /* internal switch (tests, bench): every product at once */
+    /* tg_model_backprop measures a segment in the arena's exact mode with the
+     * parameters' gradients detached: the groups are then made (and counted)
+     * for parameters without a gradient too, and nothing is added */
+    bool sizing;
     int n_groups;
     tg_defer_group g[TG_DEFER_GROUPS];
     const tg_tensor *last;      /* the entry that appended last, its group and first column */
@@ -270,12 +280,7 @@ struct tg_tape {
     void *hook_user;
     tg_segment_hook seg_hook; /* tg_model_backprop's, after each segment's sweep */
     void *seg_hook_user;
-    /* Products into parameter gradients pending in a sweep (core/defer.c).
-     * budget: the tape was sized by tg_tape_set_capacity for tg_model_backprop,
-     * whose measurement sweeps with the parameters' gradients detached and so
-     * could not count the pending buffers: such a tape defers nothing. */
-    tg_defer defer;
-    bool budget;
+    tg_defer defer;         /* products into parameter gradients pending in a sweep (core/defer.c) */
 };
 
 /* A parameter's tensor knows its context, so that a tape of another context

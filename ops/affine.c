@@ -116,10 +116,9 @@ static void affine_forward(tg_tensor *out)
     activate(out->op->ctx, (int)out->attr[1], y, tg_numel(out));
 }
 
-/* A parameter whose gradient a sweep may add later (ops/gemm.h); at most
- * DEFER_MAX products and biases of one entry are passed (a cell has 2 or 3). */
+/* At most DEFER_MAX products and biases of one entry are deferred (a cell
+ * has 2 or 3); an entry with more adds them all at once. */
 #define DEFER_MAX 16
-static inline bool deferrable(const tg_tensor *t) { return t->kind == TG_KIND_PARAM && t->grad; }
 
 static size_t affine_backward_scratch(const tg_tensor *out)
 {
@@ -149,26 +148,26 @@ static void affine_backward(tg_tensor *out)
         tg_tensor *pa[DEFER_MAX], *pb[DEFER_MAX];
         const tg_real *px[DEFER_MAX];
         for (int i = 0; i < np; i++)
-            if (deferrable(out->in[2 * i])) {
+            if (tg_defer_wants(ctx, out->in[2 * i])) {
                 pa[kp] = out->in[2 * i];
                 px[kp++] = out->in[2 * i + 1]->val;
             }
         for (int i = 2 * np; i < out->n_in && kb < DEFER_MAX; i++)
-            if (deferrable(out->in[i]) && out->in[i]->cols == 1) pb[kb++] = out->in[i];
+            if (tg_defer_wants(ctx, out->in[i]) && out->in[i]->cols == 1) pb[kb++] = out->in[i];
         if (!kp || !tg_mm_grad_a_deferred(out, da, kp, pa, px, kb, pb)) kp = kb = 0;
     }
     for (int i = 0; i < np; i++) {
         tg_tensor *a = out->in[2 * i], *x = out->in[2 * i + 1];
-        tg_real *ga = kp && deferrable(a) ? NULL : a->grad;
+        tg_real *ga = kp && tg_defer_wants(ctx, a) ? NULL : a->grad; /* NULL while sizing too */
         if (ga || x->grad) tg_mm_backward(ctx, m, n, a->cols, a->val, x->val, da, ga, x->grad);
     }
     for (int i = 2 * np; i < out->n_in; i++) {
-        tg_real *restrict dt = out->in[i]->grad;
-        if (!dt) continue;
-        if (kb && deferrable(out->in[i]) && out->in[i]->cols == 1) { /* the first kb of these were taken */
+        if (kb && tg_defer_wants(ctx, out->in[i]) && out->in[i]->cols == 1) { /* the first kb of these were taken */
             kb--;
             continue;
         }
+        tg_real *restrict dt = out->in[i]->grad;
+        if (!dt) continue;
         if (out->in[i]->cols == n) {
             for (size_t j = 0; j < len; j++) dt[j] += da[j];
         } else {
