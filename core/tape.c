@@ -12,6 +12,7 @@ tg_tape *tg_tape_new(tg_ctx *ctx)
     if (!tp) return NULL;
     memset(tp, 0, sizeof *tp);
     tp->ctx = ctx;
+    tp->defer.min_elems = TG_DEFER_MIN_ELEMS;
     tg_arena_init(&tp->arena, ctx);
     return tp;
 }

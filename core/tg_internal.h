@@ -235,6 +235,7 @@ struct tg_ctx {
 #ifndef TG_DEFER_BYTES
 #define TG_DEFER_BYTES ((size_t)4 << 20)  /* and the bytes of its buffers */
 #endif
+#define TG_DEFER_MIN_ELEMS 4096            /* smaller parameters are added at once (core/defer.c) */
 typedef struct tg_defer_group {
     const tg_op *op;            /* the kind: op, [m, n], the parameters */
     int m, n, np, nb;
@@ -249,6 +250,9 @@ typedef struct tg_defer_group {
 typedef struct tg_defer {
     struct tg_tape *tp;
     bool immediate;             /* internal switch (tests, bench): every product at once */
+    size_t min_elems;           /* a cell whose products' parameters hold fewer elements (m times
+                                   the sum of their columns) adds them at once: TG_DEFER_MIN_ELEMS,
+                                   set by tg_tape_new; tests set 0 to defer everything */
     /* tg_model_backprop measures a segment in the arena's exact mode with the
      * parameters' gradients detached: the groups are then made (and counted)
      * for parameters without a gradient too, and nothing is added */

@@ -44,6 +44,7 @@ static int model_grads(tg_ctx *ctx, tg_model *m, tg_params *ps, tg_dataset *d, i
     for (int i = 0; i < tg_model_count(m, TG_ROLE_TARGET); i++) tg[i] = tg_dataset_values(d, 0, TG_ROLE_TARGET, i);
     tg_tape *tape = tg_tape_new(ctx);
     tape->defer.immediate = immediate;
+    tape->defer.min_elems = 0; /* these cells are small */
     tg_params_zero_grad(ps);
     tg_unroll u = {.params = ps, .batch = B, .steps = T, .inputs = in, .targets = tg, .each_op = each_op};
     cr_assert_eq(tg_model_unroll(m, tape, &u), TG_OK, "%s", tg_errmsg(ctx));
@@ -57,15 +58,15 @@ static int model_grads(tg_ctx *ctx, tg_model *m, tg_params *ps, tg_dataset *d, i
 }
 
 /* Deferred and immediate differ only in the order of the additions: within
- * 4 T B eps of the largest gradient (a sum of T B terms of the gradient's
- * size, reordered: measured ratios are below 2 T B eps). */
+ * T B eps of the largest gradient, eps of tg_real (a sum of T B terms,
+ * reordered; the worst measured in float is 0.04 T B eps, char_rnn at B=4). */
 MT_TEST(defer, every_shipped_model_agrees_with_immediate, .timeout = 120)
 {
     char **paths;
     int n = mt_list("models", ".yaml", &paths);
     cr_assert_gt(n, 10);
     const int T = 20;
-    int deferring = 0;
+    int runs = 0;
     for (int i = 0; i < n; i++)
         for (int B = 1; B <= 4; B += 3)
             for (int each_op = 0; each_op < 2; each_op++) {
@@ -84,10 +85,11 @@ MT_TEST(defer, every_shipped_model_agrees_with_immediate, .timeout = 120)
                 tg_real *want = malloc(np * sizeof *want), *got = malloc(np * sizeof *got);
                 cr_assert_eq(model_grads(ctx, m, ps, d, T, B, each_op, true, want), 0);
                 int groups = model_grads(ctx, m, ps, d, T, B, each_op, false, got);
-                deferring += groups > 0;
+                cr_expect_gt(groups, 0, "%s B=%d%s: nothing deferred", paths[i], B, each_op ? " each op" : "");
+                runs++;
                 double scale = inf_norm(want, np), worst = 0;
                 for (size_t j = 0; j < np; j++) worst = fmax(worst, fabs((double)got[j] - (double)want[j]));
-                cr_expect(worst <= 4.0 * T * B * EPS * fmax(scale, DBL_MIN),
+                cr_expect(worst <= (double)T * B * EPS * fmax(scale, DBL_MIN),
                           "%s B=%d%s: deferred gradients differ by %.3g, %.2f T B eps of the largest (%.3g)", paths[i],
                           B, each_op ? " each op" : "", worst, worst / (T * B * EPS * scale), scale);
                 free(want);
@@ -97,7 +99,7 @@ MT_TEST(defer, every_shipped_model_agrees_with_immediate, .timeout = 120)
                 tg_model_free(m);
                 tg_ctx_free(ctx);
             }
-    cr_expect_gt(deferring, n, "deferral was used in %d of the runs", deferring);
+    cr_expect_gt(runs, 2 * n);
     mt_free_list(paths, n);
 }
 
@@ -162,6 +164,7 @@ static tg_status elman_sweep(tg_ctx *ctx, elman *e, bool immediate, bool anomaly
 {
     tg_tape *tape = tg_tape_new(ctx);
     tape->defer.immediate = immediate;
+    tape->defer.min_elems = 0; /* these cells are small */
     tg_tape_detect_anomaly(tape, anomaly);
     tg_params_zero_grad(e->ps);
     tg_tensor *loss = elman_build(tape, e);
@@ -200,7 +203,7 @@ MT_TEST(defer, full_groups_are_added_and_start_again)
     cr_assert_eq(elman_sweep(ctx, &e, false, false, got, msg, &groups), TG_OK, "%s", msg);
     cr_assert_eq(groups, 1);
     cr_assert_gt(e.T * e.B, TG_DEFER_COLS);
-    expect_close(got, want, np, 4.0 * e.T * e.B * EPS, "deferred");
+    expect_close(got, want, np, (double)e.T * e.B * EPS, "deferred");
     free(want);
     free(got);
     tg_params_free(e.ps);
@@ -223,6 +226,7 @@ MT_TEST(defer, a_sweep_hook_turns_it_off)
     char msg[TG_ERRMSG_LEN];
     cr_assert_eq(elman_sweep(ctx, &e, true, false, want, msg, NULL), TG_OK);
     tg_tape *tape = tg_tape_new(ctx);
+    tape->defer.min_elems = 0;
     tg_tape_set_sweep_hook(tape, count_hook, NULL);
     tg_params_zero_grad(e.ps);
     cr_assert_eq(tg_backward(tape, elman_build(tape, &e)), TG_OK);
@@ -243,6 +247,7 @@ MT_TEST(defer, the_gradient_check_passes_deferred)
     elman e;
     elman_init(&e, ctx, 3, 4, 3, 12);
     tg_tape *tape = tg_tape_new(ctx);
+    tape->defer.min_elems = 0;
     tg_gradcheck_result r;
     cr_expect_eq(tg_gradcheck(tape, e.ps, elman_build, &e, NULL, &r), TG_OK, "%s (worst %.3g)", tg_errmsg(ctx),
                  r.max_err);
@@ -275,7 +280,7 @@ MT_TEST(defer, an_anomaly_mid_sweep_adds_what_is_pending)
     cr_expect(strstr(got_msg, "non-finite gradient flowing into input 0 of entry"), "%s", got_msg);
     cr_expect_str_eq(got_msg, want_msg);
     cr_expect_gt(inf_norm(want, np), 0, "the later steps added something");
-    expect_close(got, want, np, 4.0 * e.T * e.B * EPS, "after the anomaly");
+    expect_close(got, want, np, (double)e.T * e.B * EPS, "after the anomaly");
     free(want);
     free(got);
     tg_params_free(e.ps);
@@ -349,6 +354,7 @@ static tg_status pmm_sweep(tg_ctx *ctx, pmm_net *q, bool immediate, char *msg)
 {
     tg_tape *tape = tg_tape_new(ctx);
     tape->defer.immediate = immediate;
+    tape->defer.min_elems = 0; /* these cells are small */
     tg_tape_detect_anomaly(tape, 1);
     tg_params_zero_grad(q->ps);
     tg_tensor *loss = pmm_build(tape, q);
@@ -409,6 +415,7 @@ MT_TEST(defer, out_of_memory_in_a_deferring_sweep_leaks_nothing)
         long live = f.live;
         tg_tape *tape = tg_tape_new(ctx);
         cr_assert(tape);
+        tape->defer.min_elems = 0;
         tg_params_zero_grad(e.ps);
         tg_tensor *loss = elman_build(tape, &e);
         cr_assert(loss, "%s", tg_errmsg(ctx));
@@ -434,5 +441,31 @@ MT_TEST(defer, out_of_memory_in_a_deferring_sweep_leaks_nothing)
     cr_expect_gt(failed_in_sweep, 0, "no allocation in the sweep failed");
     free(want);
     tg_params_free(e.ps);
+    tg_ctx_free(ctx);
+}
+
+/* Below TG_DEFER_MIN_ELEMS (m times the products' columns) deferring costs
+ * more than it saves (core/defer.c): a new tape adds such a cell's products
+ * at once, bit for bit as immediate, and defers a larger one. */
+MT_TEST(defer, small_cells_are_added_at_once)
+{
+    tg_ctx *ctx = ctx_new();
+    for (int H = 8; H <= 64; H += 56) { /* 8 x 11 and 64 x 67 elements */
+        elman e;
+        elman_init(&e, ctx, 3, H, 2, 6);
+        size_t np = tg_params_total(e.ps);
+        tg_real *want = malloc(np * sizeof *want);
+        char msg[TG_ERRMSG_LEN];
+        cr_assert_eq(elman_sweep(ctx, &e, true, false, want, msg, NULL), TG_OK);
+        tg_tape *tape = tg_tape_new(ctx);
+        cr_assert_eq(tape->defer.min_elems, TG_DEFER_MIN_ELEMS);
+        tg_params_zero_grad(e.ps);
+        cr_assert_eq(tg_backward(tape, elman_build(tape, &e)), TG_OK);
+        cr_expect_eq(tape->defer.n_groups, H == 64, "H %d: %d groups", H, tape->defer.n_groups);
+        if (H == 8) cr_expect_eq(memcmp(want, tg_params_grads(e.ps), np * sizeof *want), 0);
+        tg_tape_free(tape);
+        free(want);
+        tg_params_free(e.ps);
+    }
     tg_ctx_free(ctx);
 }
