@@ -127,7 +127,6 @@ static void group_flush(tg_ctx *ctx, tg_defer_group *g)
     }
     for (int j = 0; j < g->nb; j++) {
         tg_real *restrict db = g->b[j]->grad;
-        if (!db) continue; /* sizing */
         for (int r = 0; r < m; r++) {
             const tg_real *restrict row = g->da + (size_t)r * (size_t)ld;
             tg_real s = 0;
@@ -178,10 +177,9 @@ tg_defer *tg_defer_begin(tg_tape *tp)
     d->tp = tp;
     d->last = NULL;
     d->err = TG_OK;
-    d->sizing = tp->arena.exact;
     /* a sweep hook watches parameter gradients grow entry by entry (per-step
-     * gradient norms) */
-    tp->ctx->defer = d->immediate || tp->hook ? NULL : d;
+     * gradient norms); a budget's tape is short of memory (tg_internal.h) */
+    tp->ctx->defer = d->immediate || d->budget || tp->hook ? NULL : d;
     return prev;
 }
 
@@ -210,7 +208,7 @@ tg_status tg_defer_end(tg_tape *tp, tg_defer *prev, bool check)
          * only a sum that overflowed is left to report */
         for (int j = 0; j < g->np + g->nb && !st; j++) {
             const tg_tensor *p = j < g->np ? g->a[j] : g->b[j - g->np];
-            if (!p->grad || all_finite(p->grad, tg_numel(p))) continue;
+            if (all_finite(p->grad, tg_numel(p))) continue;
             char where[TG_ERRMSG_LEN - 128];
             tg_describe_entry(tp->nodes[last], TG_DESCRIBE_GRAD, where, sizeof where);
             st = tg_error(tp->ctx, TG_ERR_NONFINITE,

@@ -538,6 +538,7 @@ tg_status tg_tape_set_capacity(tg_tape *tp, int entries)
 {
     tg_tape_reset(tp);
     tg_arena_release(&tp->arena);
+    tp->defer.budget = entries > 0;
     if (entries == tp->cap) return TG_OK;
     if (entries == 0) {
         tg_free(tp->ctx, tp->nodes, (size_t)tp->cap * sizeof *tp->nodes);

@@ -253,10 +253,13 @@ typedef struct tg_defer {
     size_t min_elems;           /* a cell whose products' parameters hold fewer elements (m times
                                    the sum of their columns) adds them at once: TG_DEFER_MIN_ELEMS,
                                    set by tg_tape_new; tests set 0 to defer everything */
-    /* tg_model_backprop measures a segment in the arena's exact mode with the
-     * parameters' gradients detached: the groups are then made (and counted)
-     * for parameters without a gradient too, and nothing is added */
-    bool sizing;
+    /* the tape was sized for a memory budget (tg_tape_set_capacity, which
+     * tg_model_backprop calls under one): nothing is deferred from then on,
+     * since where memory is short the buffers (rows + columns of a cell) x B
+     * a step would make segments shorter and recording again costs more than
+     * deferring saves (char_rnn, 4 MiB: 25 segments of 40 steps instead of 5
+     * of 200).  tg_tape_set_capacity(tape, 0) clears it. */
+    bool budget;
     int n_groups;
     tg_defer_group g[TG_DEFER_GROUPS];
     const tg_tensor *last;      /* the entry that appended last, its group and first column */

@@ -158,7 +158,7 @@ static void affine_backward(tg_tensor *out)
     }
     for (int i = 0; i < np; i++) {
         tg_tensor *a = out->in[2 * i], *x = out->in[2 * i + 1];
-        tg_real *ga = kp && tg_defer_wants(ctx, a) ? NULL : a->grad; /* NULL while sizing too */
+        tg_real *ga = kp && tg_defer_wants(ctx, a) ? NULL : a->grad;
         if (ga || x->grad) tg_mm_backward(ctx, m, n, a->cols, a->val, x->val, da, ga, x->grad);
     }
     for (int i = 2 * np; i < out->n_in; i++) {

@@ -261,15 +261,13 @@ void tg_mm_grad_a_wide(tg_ctx *ctx, int m, int c, int ld, const tg_real *da, int
     size_t kt = 0;
     for (int i = 0; i < np; i++) kt += (size_t)k[i];
     if (!use_threads(ctx, m, (int)(kt < INT_MAX ? kt : INT_MAX), c)) {
-        for (int i = 0; i < np; i++)
-            if (grad[i]) gemm(CblasNoTrans, CblasTrans, m, k[i], c, da, ld, x[i], ld, 1, grad[i], k[i]);
+        for (int i = 0; i < np; i++) gemm(CblasNoTrans, CblasTrans, m, k[i], c, da, ld, x[i], ld, 1, grad[i], k[i]);
         return;
     }
     enum { MAX_JOBS = 64 };
     mm_call jobs[MAX_JOBS];
     int parts = ctx->threads < MAX_JOBS ? ctx->threads : MAX_JOBS, n = 0;
     for (int i = 0; i < np; i++) {
-        if (!grad[i]) continue;
         if (n + parts > MAX_JOBS) {
             tg_parallel(ctx, n, mm_run, jobs);
             n = 0;

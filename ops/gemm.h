@@ -18,15 +18,16 @@ void tg_mm_backward(tg_ctx *ctx, int m, int n, int k, const tg_real *a, const tg
  * bias[j]->grad [m] += the row sums of dy for j < nb; dy is [m, n].  Every
  * a[i] and bias[j] must be one tg_defer_wants() accepts.
  * Returns true when the sweep has taken them (copied: dy and x[i] may change
- * once it returns) and will add them (none while sizing), the steps of every entry of the same
+ * once it returns) and will add them, the steps of every entry of the same
  * kind (op, shape, parameters) as one product, before tg_backward returns;
  * false when the caller must add them itself now: outside a sweep, under a
  * sweep hook (which watches gradients entry by entry), on a tape sized for
- * a memory budget, for an entry with no other of its kind below it on the
- * tape, or when the pending buffers are full or cannot be had. */
+ * a memory budget, for a cell smaller than the tape's min_elems, for an
+ * entry with no other of its kind below it on the tape, or when no group is
+ * left or its buffers cannot be had. */
 static inline bool tg_defer_wants(const tg_ctx *ctx, const tg_tensor *p)
 {
-    return ctx->defer && p->kind == TG_KIND_PARAM && (p->grad || ctx->defer->sizing);
+    return ctx->defer && p->kind == TG_KIND_PARAM && p->grad;
 }
 bool tg_mm_grad_a_deferred(tg_tensor *entry, const tg_real *dy, int np, tg_tensor *const *a,
                            const tg_real *const *x, int nb, tg_tensor *const *bias);

@@ -469,3 +469,36 @@ MT_TEST(defer, small_cells_are_added_at_once)
     }
     tg_ctx_free(ctx);
 }
+
+/* Under a memory budget nothing is deferred (the buffers would shorten the
+ * segments, docs/memory.md), from then on until the tape is sized again. */
+MT_TEST(defer, a_budget_tape_defers_nothing)
+{
+    tg_ctx *ctx = ctx_new();
+    tg_model *m = mt_load_small(ctx, "models/elman.yaml");
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 3), TG_OK);
+    tg_dataset *d = tg_dataset_random(ctx, m, 20, 2, 4);
+    const tg_real *in[] = {tg_dataset_values(d, 0, TG_ROLE_INPUT, 0)};
+    const tg_real *tg[] = {tg_dataset_values(d, 0, TG_ROLE_TARGET, 0)};
+    tg_unroll u = {.params = ps, .batch = 2, .steps = 20, .inputs = in, .targets = tg};
+    tg_tape *tape = tg_tape_new(ctx);
+    tape->defer.min_elems = 0;
+    cr_assert_eq(tg_model_backprop(m, tape, &u, 0, NULL, NULL, NULL), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_gt(tape->defer.n_groups, 0);
+    tg_bptt_plan plan;
+    cr_assert_eq(tg_model_backprop(m, tape, &u, 16 << 10, NULL, NULL, &plan), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_gt(plan.segments, 1);
+    cr_expect(tape->defer.budget);
+    cr_expect_eq(tape->defer.n_groups, 0);
+    cr_assert_eq(tg_model_backprop(m, tape, &u, 0, NULL, NULL, NULL), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(tape->defer.n_groups, 0, "the tape keeps its budget's choice");
+    cr_assert_eq(tg_tape_set_capacity(tape, 0), TG_OK);
+    cr_assert_eq(tg_model_backprop(m, tape, &u, 0, NULL, NULL, NULL), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_gt(tape->defer.n_groups, 0);
+    tg_tape_free(tape);
+    tg_dataset_free(d);
+    tg_params_free(ps);
+    tg_model_free(m);
+    tg_ctx_free(ctx);
+}
