@@ -41,7 +41,8 @@ bool tg_mm_grad_a_deferred(tg_tensor *entry, const tg_real *dy, int np, tg_tenso
                            const tg_real *const *x, int nb, tg_tensor *const *bias);
 /* The product that adds them: grad[i] [m, k[i]] += da x[i]^T for i < np,
  * da [m, c] and x[i] [k[i], c] row-major with leading dimension ld: inner
- * dimension c, all parameters' products split over the threads at once. */
+ * dimension c, each parameter's product one job on the threads (the same
+ * bits on any number of them). */
 void tg_mm_grad_a_wide(tg_ctx *ctx, int m, int c, int ld, const tg_real *da, int np, const int *k,
                        tg_real *const *x, tg_real *const *grad);
 

@@ -512,3 +512,28 @@ MT_TEST(defer, a_budget_tape_defers_nothing)
     tg_model_free(m);
     tg_ctx_free(ctx);
 }
+
+/* The deferred products run one parameter per thread, never cut into
+ * blocks: the gradients are the same bits on one thread and on two, with
+ * every product split (par_min_mnk 0). */
+MT_TEST(defer, the_same_bits_on_any_number_of_threads)
+{
+    tg_ctx *ctx = ctx_new();
+    elman e;
+    elman_init(&e, ctx, 24, 40, 4, 30);
+    size_t np = tg_params_total(e.ps);
+    tg_real *one = malloc(np * sizeof *one), *two = malloc(np * sizeof *two);
+    char msg[TG_ERRMSG_LEN];
+    int groups;
+    cr_assert_eq(elman_sweep(ctx, &e, false, false, one, msg, &groups), TG_OK, "%s", msg);
+    cr_assert_eq(groups, 1);
+    cr_assert_eq(tg_ctx_set_threads(ctx, 2), TG_OK);
+    ctx->par_min_mnk = 0;
+    cr_assert_eq(elman_sweep(ctx, &e, false, false, two, msg, &groups), TG_OK, "%s", msg);
+    cr_assert_eq(groups, 1);
+    cr_expect_eq(memcmp(one, two, np * sizeof *one), 0);
+    free(one);
+    free(two);
+    tg_params_free(e.ps);
+    tg_ctx_free(ctx);
+}
