@@ -3,6 +3,7 @@
  * through beta = 1, so backward needs no temporary. */
 #include "gemm.h"
 #include <cblas.h>
+#include <limits.h>
 
 /* C = alpha op(A) op(B) + beta C, row-major, at the precision of tg_real */
 static inline void gemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n, int k,
@@ -246,5 +247,36 @@ void tg_mm_backward(tg_ctx *ctx, int m, int n, int k, const tg_real *a, const tg
     } else {
         if (da) gemm(CblasNoTrans, CblasTrans, m, k, n, dy, n, b, n, 1, da, k);
         if (db) gemm(CblasTrans, CblasNoTrans, k, n, m, a, k, dy, n, 1, db, n);
+    }
+}
+
+/* The deferred products of core/defer.c: wide in the inner dimension (all
+ * the steps pending), narrow in the output, one per parameter.  On threads
+ * each parameter's product is one job, run whole: OpenBLAS gives other bits
+ * for a product cut into blocks of rows or columns at these shapes
+ * ([128, 96] += [128, 15] [96, 15]^T differs in the last bit cut either
+ * way), and a cell's gradients should not depend on the number of threads
+ * (python/tests/test_vs_tool.py compares the tool's, on two threads, with
+ * one thread's bit for bit).  A cell has two or three products (dU, dW, the
+ * output's dV in its own group), so two threads are kept busy, if not
+ * evenly. */
+void tg_mm_grad_a_wide(tg_ctx *ctx, int m, int c, int ld, const tg_real *da, int np, const int *k,
+                       tg_real *const *x, tg_real *const *grad)
+{
+    size_t kt = 0;
+    for (int i = 0; i < np; i++) kt += (size_t)k[i];
+    if (np < 2 || !use_threads(ctx, m, (int)(kt < INT_MAX ? kt : INT_MAX), c)) {
+        for (int i = 0; i < np; i++) gemm(CblasNoTrans, CblasTrans, m, k[i], c, da, ld, x[i], ld, 1, grad[i], k[i]);
+        return;
+    }
+    enum { MAX_JOBS = 64 };
+    mm_call jobs[MAX_JOBS];
+    for (int i0 = 0; i0 < np; i0 += MAX_JOBS) {
+        int n = np - i0 < MAX_JOBS ? np - i0 : MAX_JOBS;
+        for (int i = 0; i < n; i++)
+            jobs[i] = (mm_call){.kind = 'g', .ta = CblasNoTrans, .tb = CblasTrans, .m = m, .n = k[i0 + i], .k = c,
+                                .lda = ld, .ldb = ld, .ldc = k[i0 + i], .a = da, .b = x[i0 + i], .c = grad[i0 + i],
+                                .beta = 1};
+        tg_parallel(ctx, n, mm_run, jobs);
     }
 }
