@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "tg_model_internal.h" /* tgm_unroll */
 
 typedef struct dump_args {
     cli_common c;
@@ -15,8 +16,10 @@ typedef struct dump_args {
 
 /* Records the first `steps` steps (all if 0) of every sequence, summing the
  * losses into *loss (NULL without targets).  Like cli_unroll_all, which
- * records whole sequences. */
-static tg_status unroll(cli_session *s, int steps, int fused, tg_tensor **loss)
+ * records whole sequences.  The gradient norms attribute each entry's
+ * gradient to its step, so they get the fused step without the products
+ * hoisted over all steps (hoist 0). */
+static tg_status unroll(cli_session *s, int steps, int fused, int hoist, tg_tensor **loss)
 {
     int ni = tg_model_count(s->model, TG_ROLE_INPUT), nt = tg_model_count(s->model, TG_ROLE_TARGET);
     const tg_real *in[256], *tg[256];
@@ -36,7 +39,7 @@ static tg_status unroll(cli_session *s, int steps, int fused, tg_tensor **loss)
             .targets = have_targets ? tg : NULL,
             .each_op = !fused,
         };
-        tg_status st = tg_model_unroll(s->model, s->tape, &u);
+        tg_status st = tgm_unroll(s->model, s->tape, &u, hoist);
         if (st) return st;
         if (u.loss) {
             *loss = *loss ? tg_add(s->tape, *loss, u.loss) : u.loss;
@@ -150,7 +153,7 @@ static int dump(const cli_cmd *cmd, int argc, char **argv)
     tg_grad_norms *gn = NULL;
     tg_tape_detect_anomaly(s.tape, a.anomaly);
     tg_params_zero_grad(s.params);
-    tg_status st = unroll(&s, a.steps, a.fused, &loss);
+    tg_status st = unroll(&s, a.steps, a.fused, !(a.norms || a.norms_csv), &loss);
     if (!st && backward) {
         if (a.norms || a.norms_csv) st = (gn = tg_grad_norms_new(s.tape, loss, s.params)) ? TG_OK : tg_status_last(s.ctx);
         else st = tg_backward(s.tape, loss);

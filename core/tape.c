@@ -424,7 +424,8 @@ tg_status tg_backward(tg_tape *tp, tg_tensor *loss)
         if (tp->detect_anomaly) {
             for (int k = 0; k < t->n_in; k++) {
                 tg_tensor *x = t->in[k];
-                if (x->grad && !finite_all(x->grad, tg_numel(x))) {
+                size_t off = 0, len = t->op->def.grad_span ? t->op->def.grad_span(t, k, &off) : tg_numel(x);
+                if (x->grad && !finite_all(x->grad + off, len)) {
                     char where[TG_ERRMSG_LEN - 64];
                     tg_describe_entry(t, TG_DESCRIBE_GRAD, where, sizeof where);
                     return tg_error(ctx, TG_ERR_NONFINITE,

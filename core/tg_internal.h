@@ -128,6 +128,10 @@ typedef struct tg_builtin_op {
      * range) before forward runs; writes a message and returns -1, and the
      * entry is not recorded (TG_ERR_ARG "op: message"). */
     int (*check)(const tg_tensor *out, char *err, size_t err_len);
+    /* Optional: the part [*off, *off + len) of input i's gradient that
+     * backward writes, which is all anomaly detection re-reads (an input
+     * stacking every step's values is written one block per step). */
+    size_t (*grad_span)(const tg_tensor *out, int i, size_t *off);
     tg_op_test test;
 } tg_builtin_op;
 

@@ -19,8 +19,10 @@
 
 enum { ACT_NONE, ACT_TANH, ACT_SIGMOID };
 
-static int affine_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err,
-                        size_t err_len)
+/* The shape rule of both ops.  With blocks > 0 (affine_block) the last
+ * input is a stack of `blocks` blocks, each a term of the sum's shape. */
+static int shape_rule(int n, const int (*in)[2], const double *attrs, int out[2], char *err, size_t err_len,
+                      int blocks)
 {
     if (ops_check_inputs(n, -1, in, err, err_len)) return -1;
     double p = attrs[0], act = attrs[1];
@@ -32,7 +34,14 @@ static int affine_shape(int n, const int (*in)[2], const double *attrs, int out[
         snprintf(err, err_len, "the activation must be 0 (none), 1 (tanh) or 2 (sigmoid), not %g", act);
         return -1;
     }
-    int np = (int)p, rows = in[0][0], cols = np ? in[1][1] : 0;
+    int np = (int)p;
+    if (blocks && (n <= 2 * np || in[n - 1][0] % blocks)) {
+        snprintf(err, err_len, "the last input must be a term stacked %d times, not [%d, %d]", blocks, in[n - 1][0],
+                 in[n - 1][1]);
+        return -1;
+    }
+#define ROWS(i) (blocks && (i) == n - 1 ? in[i][0] / blocks : in[i][0])
+    int rows = ROWS(0), cols = np ? in[1][1] : 0;
     for (int i = 0; !np && i < n; i++) cols = in[i][1] > cols ? in[i][1] : cols;
     for (int i = 0; i < np; i++) {
         const int *a = in[2 * i], *x = in[2 * i + 1];
@@ -47,15 +56,47 @@ static int affine_shape(int n, const int (*in)[2], const double *attrs, int out[
         }
     }
     for (int i = 2 * np; i < n; i++) {
-        if (in[i][0] != rows || (in[i][1] != cols && in[i][1] != 1)) {
-            snprintf(err, err_len, "term %d is [%d, %d]; it must be [%d, %d] or [%d, 1]", i - 2 * np + 1, in[i][0],
+        if (ROWS(i) != rows || (in[i][1] != cols && in[i][1] != 1) || (blocks && i == n - 1 && in[i][1] != cols)) {
+            snprintf(err, err_len, "term %d is [%d, %d]; it must be [%d, %d] or [%d, 1]", i - 2 * np + 1, ROWS(i),
                      in[i][1], rows, cols, rows);
             return -1;
         }
     }
+#undef ROWS
     out[0] = rows;
     out[1] = cols;
     return 0;
+}
+
+static int affine_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err,
+                        size_t err_len)
+{
+    return shape_rule(n, in, attrs, out, err, err_len, 0);
+}
+
+static int block_shape(int n, const int (*in)[2], const double *attrs, int out[2], char *err, size_t err_len)
+{
+    double blocks = attrs[3], k = attrs[2];
+    if (!(blocks >= 1 && blocks <= 0x7fffffff && blocks == (int)blocks && k >= 0 && k < blocks && k == (int)k)) {
+        snprintf(err, err_len, "block %g of %g: the block must be a whole number from 0 to blocks - 1", k, blocks);
+        return -1;
+    }
+    return shape_rule(n, in, attrs, out, err, err_len, (int)blocks);
+}
+
+/* Where term i's value (or gradient, from base) starts: affine_block reads
+ * its last input at its block. */
+static size_t term_offset(const tg_tensor *out, int i)
+{
+    return out->op->def.shape == block_shape && i == out->n_in - 1 ? (size_t)out->attr[2] * tg_numel(out) : 0;
+}
+
+/* Anomaly detection reads only the block a step writes of the stack's
+ * gradient, not all K blocks at every step. */
+static size_t block_grad_span(const tg_tensor *out, int i, size_t *off)
+{
+    *off = term_offset(out, i);
+    return i == out->n_in - 1 ? tg_numel(out) : tg_numel(out->in[i]);
 }
 
 /* The activation over a cell's values, split across the context's threads
@@ -102,7 +143,7 @@ static void affine_forward(tg_tensor *out)
     }
     for (int i = 2 * np; i < out->n_in; i++) {
         const tg_tensor *t = out->in[i];
-        const tg_real *restrict v = t->val;
+        const tg_real *restrict v = t->val + term_offset(out, i);
         if (t->cols == n) {
             size_t len = tg_numel(out);
             for (size_t j = 0; j < len; j++) y[j] += v[j];
@@ -143,6 +184,7 @@ static void affine_backward(tg_tensor *out)
     for (int i = 2 * np; i < out->n_in; i++) {
         tg_real *restrict dt = out->in[i]->grad;
         if (!dt) continue;
+        dt += term_offset(out, i);
         if (out->in[i]->cols == n) {
             for (size_t j = 0; j < len; j++) dt[j] += da[j];
         } else {
@@ -178,6 +220,34 @@ const tg_builtin_op tg_op_affine = {
             {.n_in = 4, .shape = {{6, 3}, {3, 5}, {6, 4}, {4, 5}}, .attrs = {2, ACT_TANH}},
             /* no products: a sum of terms under a sigmoid, bias first */
             {.n_in = 3, .shape = {{3, 1}, {3, 4}, {3, 4}}, .attrs = {0, ACT_SIGMOID}},
+        },
+        .tol = 1e-3,
+    },
+};
+
+/* affine_block: the same sum whose last term is block `block` of a stack
+ * of `blocks` [m, n] blocks (a stack_affine entry: the state-free terms of
+ * every step of an unroll, ops/stack_affine.c), read and written in place.
+ * Attributes: p, the activation, block, blocks. */
+const tg_builtin_op tg_op_affine_block = {
+    .name = "affine_block",
+    .arity = -1,
+    .n_attrs = 4,
+    .differentiable = true,
+    .shape = block_shape,
+    .forward = affine_forward,
+    .backward = affine_backward,
+    .backward_scratch = affine_backward_scratch,
+    .grad_span = block_grad_span,
+    .test = {
+        .n_cases = 3,
+        .cases = {
+            /* W h + block 1 of 3, tanh */
+            {.n_in = 3, .shape = {{3, 3}, {3, 4}, {9, 4}}, .attrs = {1, ACT_TANH, 1, 3}},
+            /* the block alone, the last of 2, sigmoid, batch 1 */
+            {.n_in = 1, .shape = {{4, 1}}, .attrs = {0, ACT_SIGMOID, 1, 2}},
+            /* a product, a bias, block 0 of 2, no activation */
+            {.n_in = 4, .shape = {{2, 3}, {3, 5}, {2, 1}, {4, 5}}, .attrs = {1, ACT_NONE, 0, 2}},
         },
         .tol = 1e-3,
     },

@@ -248,3 +248,38 @@ void tg_mm_backward(tg_ctx *ctx, int m, int n, int k, const tg_real *a, const tg
         if (db) gemm(CblasTrans, CblasNoTrans, k, n, m, a, k, dy, n, 1, db, n);
     }
 }
+
+/* The loops for a product too small to pay a BLAS call (m n k at most
+ * matmul_small_mnk): plain dot products, any transposition. */
+static void general_small(bool ta, bool tb, int m, int n, int k, const tg_real *a, int lda, const tg_real *b,
+                          int ldb, tg_real *c, int ldc, bool acc)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            tg_real s = acc ? c[(size_t)i * ldc + j] : 0;
+            for (int p = 0; p < k; p++)
+                s += (ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p]) *
+                     (tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j]);
+            c[(size_t)i * ldc + j] = s;
+        }
+}
+
+void tg_mm_general(tg_ctx *ctx, bool ta, bool tb, int m, int n, int k, const tg_real *a, int lda,
+                   const tg_real *b, int ldb, tg_real *c, int ldc, bool acc)
+{
+    if (m < 1 || n < 1) return;
+    if (k < 1) {
+        if (!acc)
+            for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, (size_t)n * sizeof *c);
+        return;
+    }
+    if ((size_t)m * (size_t)n * (size_t)k <= ctx->matmul_small_mnk) {
+        general_small(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, acc);
+        return;
+    }
+    mm_call q = {.kind = 'g', .ta = ta ? CblasTrans : CblasNoTrans, .tb = tb ? CblasTrans : CblasNoTrans,
+                 .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc, .a = a, .b = b, .c = c,
+                 .beta = acc ? 1 : 0};
+    if (use_threads(ctx, m, n, k)) run_split(ctx, &q, 1);
+    else mm_run(&q, 0);
+}

@@ -758,8 +758,8 @@ MT_TEST(trust, non_finite_results_exit_4)
     mt_result r = tr_tool(grad);
     cr_expect_eq(r.code, 4);
     snprintf(want, sizeof want,
-             "tapegrad grad: first non-finite value: entry 6 (exp [1, 1] 'o[t=1]' at %s:21:9); value [inf]; "
-             "inputs: input 0: entry 5 scale 'o[t=1]' [1, 1] value [1000]\n", model);
+             "tapegrad grad: first non-finite value: entry 9 (exp [1, 1] 'o[t=1]' at %s:21:9); value [inf]; "
+             "inputs: input 0: entry 8 scale 'o[t=1]' [1, 1] value [1000]\n", model);
     cr_expect_str_eq(r.err, want);
     cr_expect_str_empty(r.out);
     mt_result_free(&r);
@@ -767,8 +767,8 @@ MT_TEST(trust, non_finite_results_exit_4)
     r = tr_tool(run);
     cr_expect_eq(r.code, 4);
     snprintf(want, sizeof want,
-             "tapegrad run: first non-finite value: entry 6 (exp [1, 1] 'o[t=1]' at %s:21:9); value [inf]; "
-             "inputs: input 0: entry 5 scale 'o[t=1]' [1, 1] value [1000]\n", model);
+             "tapegrad run: first non-finite value: entry 9 (exp [1, 1] 'o[t=1]' at %s:21:9); value [inf]; "
+             "inputs: input 0: entry 8 scale 'o[t=1]' [1, 1] value [1000]\n", model);
     cr_expect_str_eq(r.err, want);
     cr_expect_str_empty(r.out);
     mt_result_free(&r);
