@@ -183,11 +183,12 @@ static tg_status add_loss(const tg_model *m, tg_tape *tape, tg_tensor **loss, tg
     return TG_OK;
 }
 
-/* Hoisting applies to this call: the model has products to hoist and the
- * stacks of all K steps fit a tensor. */
+/* Hoisting applies to this call: the model has products to hoist, there
+ * are two steps or more (one step gains nothing: `sample` records one at a
+ * time) and the stacks of all K steps fit a tensor. */
 static bool hoisting(const tg_model *m, const tg_unroll *u, int hoist)
 {
-    if (!hoist || u->each_op || !m->n_hoists || m->n_reverse || u->steps < 1) return false;
+    if (!hoist || u->each_op || !m->n_hoists || m->n_reverse || u->steps < 2) return false;
     for (int i = 0; i < m->n_hoists; i++) {
         size_t rows = (size_t)u->steps * (size_t)m->hoists[i].prod.rows;
         if (rows > 0x7fffffff || rows * (size_t)u->batch > ((size_t)1 << 31)) return false;

@@ -165,12 +165,16 @@ static int out_rows(const mm_call *q)
 }
 
 /* Appends q to out[] split into at most parts blocks of rows (or, for a
- * gemm with too few rows, of columns), each a multiple of `grain` but the
- * last; returns how many it appended. */
+ * gemm with too few rows or at least twice as many columns as rows, of
+ * columns), each a multiple of `grain` but the last; returns how many it
+ * appended.  Each call packs its part of C's rows of A and its part of
+ * C's columns of B whole: a wide product (stack_affine's [m, K B]) split
+ * by rows would pack all of B in every call, by columns only its share. */
 static int split(const mm_call *q, int parts, mm_call *out)
 {
     enum { ROW_GRAIN = 8, COL_GRAIN = 16 }; /* whole register blocks, whole cache lines */
-    int rows = out_rows(q), by_cols = q->kind == 'g' && rows < 2 * ROW_GRAIN && q->n > rows;
+    int rows = out_rows(q),
+        by_cols = q->kind == 'g' && ((rows < 2 * ROW_GRAIN && q->n > rows) || q->n / 2 >= rows);
     int len = by_cols ? q->n : rows, grain = by_cols ? COL_GRAIN : ROW_GRAIN;
     int units = (len + grain - 1) / grain;
     if (parts > units) parts = units;
