@@ -1,5 +1,6 @@
 /* hoist.c — finds the work of a fused step that no state reaches, so that
- * the unroller records it for all steps of an unroll as one product.
+ * the unroller records it for a chunk of steps (TGM_HOIST_CHUNK) as one
+ * product.
  *
  * In a = U @ x + W @ h + b the product U @ x and the bias b depend on the
  * input only: for K steps they are one [m, n] @ [n, K B] product (a
@@ -15,7 +16,8 @@
  *   move into a stack_affine; the entry becomes affine_block, which reads
  *   its step's block of the stack as a term;
  * - the instructions that compute a hoisted x (an embedding lookup) move to
- *   `pre`, which the unroller runs for every step before the products.
+ *   `pre`, which the unroller runs for every step of a chunk before its
+ *   products.
  *
  * An affine entry that is itself hoisted cannot feed another product's x
  * (its value needs the stack first); instructions are taken in order, so

@@ -177,12 +177,11 @@ typedef struct tgm_instr {
                                unroller sets attrs 2 and 3 to the step's block and the steps */
 } tgm_instr;
 
-/* One product over all steps of an unroll (models/hoist.c): a
- * stack_affine entry recorded before the steps from `prod` (inputs: the
- * matrices, the biases, then each product's per-step operand, once; rows:
- * one step's), kept in `slot`; x_keep[j] is where product j's operand
- * (x_rows[j] rows) is
- * among the values the unroller keeps per step (tgm_hoisted). */
+/* One product over a chunk of steps (models/hoist.c): a stack_affine entry
+ * recorded before the chunk's steps from `prod` (inputs: the matrices, the
+ * biases, then each product's per-step operand, once; rows: the stack's),
+ * kept in `slot`; x_keep[j] is where product j's operand (x_rows[j] rows)
+ * is among the values the unroller keeps per step (tg_model.keep). */
 typedef struct tgm_hoist {
     tgm_instr prod;
     int slot;
@@ -234,7 +233,7 @@ struct tg_model {
      * n_hoists 0: nothing to hoist, the unroller runs `step` */
     tgm_hoist *hoists;
     int n_hoists;
-    tgm_instr *pre;         /* per step, first, for all steps: what the hoisted products read */
+    tgm_instr *pre;         /* per step, first, for a chunk's steps: what the hoisted products read */
     int n_pre;
     tgm_instr *step_hoisted; /* then per step: `step` without `pre`, reading the products */
     int n_step_hoisted;

@@ -137,7 +137,7 @@ static tg_status shared_leaves(const tg_model *m, tg_tape *tape, const tg_unroll
 }
 
 /* The leaves of step t: inputs, targets given per step, the step index.
- * Hoisting records the inputs of all steps first (LEAVES_INPUTS), the rest
+ * Hoisting records the inputs of a chunk's steps first (LEAVES_INPUTS), the rest
  * with each step (LEAVES_REST). */
 enum { LEAVES_INPUTS = 1, LEAVES_REST = 2, LEAVES_ALL = 3 };
 static tg_status step_leaves(const tg_model *m, tg_tape *tape, const tg_unroll *u, tg_tensor **slots, int B, int t,

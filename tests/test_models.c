@@ -184,7 +184,8 @@ MT_TEST(models, anomaly_names_the_equation)
 
 /* An overflow in the hoisted U @ x of step 2 names h and step 2 (the
  * per-operator tape names the product's equation a at step 2; the plain
- * fused entry never holds the inf, which its tanh saturates); a clean
+ * fused entry never holds the inf, which its tanh saturates), and in the
+ * second chunk of steps the step counts from the sequence's start; a clean
  * sequence sweeps in anomaly mode without a false alarm. */
 MT_TEST(models, anomaly_in_a_hoisted_product_names_its_step)
 {
@@ -224,6 +225,24 @@ MT_TEST(models, anomaly_in_a_hoisted_product_names_its_step)
             cr_expect(strstr(msg, "(stack_affine [2, 3] 'h[t=2]'"), "%s", msg);
         }
     }
+    /* in the second chunk of steps: step 35 is block 2 of a stack of 8 */
+    enum { LONG = TGM_HOIST_CHUNK + 8, AT = TGM_HOIST_CHUNK + 3 };
+    tg_real xl[2 * LONG], yl[LONG];
+    for (int k = 0; k < LONG; k++) {
+        xl[2 * k] = (tg_real)(0.1 * (k % 5)), xl[2 * k + 1] = (tg_real)(-0.05 * (k % 3)), yl[k] = (tg_real)0.5;
+    }
+    xl[2 * (AT - 1)] = big;
+    const tg_real *inl[1] = {xl}, *tgl[1] = {yl};
+    tg_tape_reset(L.tape);
+    tg_unroll ul = {.params = L.ps, .batch = 1, .steps = LONG, .inputs = inl, .targets = tgl};
+    cr_assert_eq(tgm_unroll(L.m, L.tape, &ul, TGM_HOIST_ALWAYS), TG_ERR_NONFINITE, "%s", tg_errmsg(L.ctx));
+    snprintf(want, sizeof want, "models/elman.yaml:%d:%d: in 'h' at step %d: non-finite value computed by entry",
+             line, col, AT);
+    const char *msg = tg_errmsg(L.ctx);
+    cr_expect(strncmp(msg, want, strlen(want)) == 0, "%s\nwant %s...", msg, want);
+    char shape[64];
+    snprintf(shape, sizeof shape, "(stack_affine [2, %d] 'h[t=%d]'", LONG - TGM_HOIST_CHUNK, AT);
+    cr_expect(strstr(msg, shape), "%s\nwant %s", msg, shape);
     U[0] = u0;
     memcpy(x, tg_dataset_values(L.d, 0, TG_ROLE_INPUT, 0), sizeof x);
     size_t np = tg_params_total(L.ps);
