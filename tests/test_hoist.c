@@ -228,3 +228,74 @@ Test(hoist, memory_budgets_agree_with_one_recording, .timeout = 120)
     budgets_agree(4, 0);
     budgets_agree(1, 5); /* truncated BPTT: a middle piece from a given state */
 }
+
+/* U's column of the per-step gradient norms: rows (steps) with a norm of U's
+ * gradient, and at which steps. */
+static int u_rows(const tg_grad_norms *gn, int *first, int *last)
+{
+    int rows, cols, u = -1, n = 0;
+    tg_grad_norms_size(gn, &rows, &cols);
+    for (int c = 0; c < cols; c++) {
+        int is_param;
+        if (!strcmp(tg_grad_norms_name(gn, c, &is_param), "U") && is_param) u = c;
+    }
+    cr_assert_geq(u, 0, "no column for U");
+    *first = *last = -1;
+    for (int r = 0; r < rows; r++) {
+        int step = tg_grad_norms_step(gn, r);
+        double v = tg_grad_norms_at(gn, r, u);
+        if (step < 0 || isnan(v) || v == 0) continue;
+        if (*first < 0) *first = step;
+        *last = step;
+        n++;
+    }
+    return n;
+}
+
+/* tapegrad.h's promise: norms of a tape that stacked its chunks credit a
+ * chunk's dU to the chunk's first step; watched before it is recorded, the
+ * tape is recorded step by step and every step has its part. */
+Test(hoist, gradient_norms_per_step_need_a_watched_tape)
+{
+    tg_ctx *ctx = tg_ctx_new(NULL);
+    cr_assert(ctx);
+    tg_model *m = wide_elman(ctx, 64, 256);
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 3), TG_OK, "%s", tg_errmsg(ctx));
+    const int T = TGM_HOIST_CHUNK + 8;
+    tg_dataset *d = tg_dataset_random(ctx, m, T, 1, 4);
+    cr_assert(d, "%s", tg_errmsg(ctx));
+    const tg_real *in[1] = {tg_dataset_values(d, 0, TG_ROLE_INPUT, 0)};
+    const tg_real *tg[1] = {tg_dataset_values(d, 0, TG_ROLE_TARGET, 0)};
+    tg_tape *tape = tg_tape_new(ctx);
+    for (int watched = 0; watched < 2; watched++) {
+        tg_tape_reset(tape);
+        tg_params_zero_grad(ps);
+        tg_grad_norms *gn = watched ? tg_grad_norms_watch(tape, ps) : NULL;
+        cr_assert(!watched || gn, "%s", tg_errmsg(ctx));
+        tg_unroll u = {.params = ps, .batch = 1, .steps = T, .inputs = in, .targets = tg};
+        cr_assert_eq(tg_model_unroll(m, tape, &u), TG_OK, "%s", tg_errmsg(ctx));
+        cr_expect_eq(count_stacks(tape, 1).n, watched ? 0 : 2);
+        if (watched) {
+            cr_assert_eq(tg_backward(tape, u.loss), TG_OK, "%s", tg_errmsg(ctx));
+            cr_assert_eq(tg_grad_norms_finish(gn), TG_OK, "%s", tg_errmsg(ctx));
+        } else {
+            gn = tg_grad_norms_new(tape, u.loss, ps);
+            cr_assert(gn, "%s", tg_errmsg(ctx));
+        }
+        int first, last, n = u_rows(gn, &first, &last);
+        if (watched) {
+            cr_expect_eq(n, T, "U has a norm at %d steps of %d", n, T);
+        } else { /* steps 1 and 33, the chunks' first */
+            cr_expect_eq(n, 2, "U has a norm at %d steps", n);
+            cr_expect_eq(first, 1);
+            cr_expect_eq(last, TGM_HOIST_CHUNK + 1);
+        }
+        tg_grad_norms_free(gn);
+    }
+    tg_tape_free(tape);
+    tg_dataset_free(d);
+    tg_params_free(ps);
+    tg_model_free(m);
+    tg_ctx_free(ctx);
+}
