@@ -300,8 +300,11 @@ const tg_builtin_op tg_op_stack_affine = {
     .backward = stack_backward,
     .backward_scratch = stack_backward_scratch,
     .test = {
-        .n_cases = 4,
+        .n_cases = 5,
         .cases = {
+            /* wide enough to split over two threads (test_threads): Y and dX
+             * by columns, dA by rows */
+            {.n_in = 8, .shape = {{9, 3}, {9, 1}, {3, 4}, {3, 4}, {3, 4}, {3, 4}, {3, 4}, {3, 4}}, .attrs = {1, 1, 6}},
             /* U x_k + b over 3 steps of batch 2 */
             {.n_in = 5, .shape = {{3, 2}, {3, 1}, {2, 2}, {2, 2}, {2, 2}}, .attrs = {1, 1, 3}},
             /* batch 1: X^T in place when the x's are adjacent, no term */
