@@ -299,3 +299,49 @@ Test(hoist, gradient_norms_per_step_need_a_watched_tape)
     tg_model_free(m);
     tg_ctx_free(ctx);
 }
+
+/* The shape rules name what is wrong (tg_op_shape, as model checkers and a
+ * hand-written tape call them). */
+Test(hoist, shape_rules_name_the_mistake)
+{
+    tg_ctx *ctx = tg_ctx_new(NULL);
+    cr_assert(ctx);
+    static const struct {
+        const char *op;
+        int n, shape[6][2];
+        double attrs[4];
+        const char *want;
+    } cases[] = {
+        {"stack_affine", 4, {{3, 2}, {3, 1}, {2, 2}, {2, 2}}, {1, 1, 3},
+         "stack_affine: 1 products, 1 terms and 3 steps take 5 inputs, not 4"},
+        {"stack_affine", 4, {{3, 2}, {3, 1}, {2, 2}, {2, 2}}, {0, 1, 2},
+         "stack_affine: products 0, terms 1 and steps 2 must be whole numbers, at least 1, 0 and 1"},
+        {"stack_affine", 4, {{3, 2}, {3, 2}, {2, 2}, {2, 2}}, {1, 1, 2}, "stack_affine: term 1 is [3, 2]; it must be [3, 1]"},
+        {"stack_affine", 4, {{3, 2}, {3, 1}, {2, 2}, {2, 3}}, {1, 1, 2},
+         "stack_affine: step 2, product 1: [3, 2] @ [2, 3]; it must be [2, 2]"},
+        {"affine_block", 3, {{3, 3}, {3, 4}, {3, 12}}, {1, 1, 3, 3},
+         "affine_block: block 3 of 3: the block must be a whole number from 0 to blocks - 1"},
+        {"affine_block", 3, {{3, 3}, {3, 4}, {3, 10}}, {1, 1, 0, 3},
+         "affine_block: the stack [3, 10] does not split into 3 blocks of columns"},
+        {"affine_block", 3, {{3, 3}, {3, 4}, {3, 15}}, {1, 1, 0, 3},
+         "affine_block: product 1: [3, 3] @ [3, 4]; the block is [3, 5]"},
+        {"affine_block", 2, {{3, 3}, {3, 12}}, {1, 1, 0, 3}, "affine_block: 1 products need 3 inputs and the stack, not 2"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int out[2];
+        int n_attrs = strcmp(cases[i].op, "stack_affine") ? 4 : 3;
+        cr_expect_eq(tg_op_shape(ctx, cases[i].op, cases[i].n, cases[i].shape, n_attrs, cases[i].attrs, out),
+                     TG_ERR_SHAPE, "case %zu: %s", i, tg_errmsg(ctx));
+        cr_expect_str_eq(tg_errmsg(ctx), cases[i].want, "case %zu", i);
+    }
+    /* and what they give */
+    int out[2];
+    const int st[5][2] = {{3, 2}, {3, 1}, {2, 4}, {2, 4}, {2, 4}};
+    cr_assert_eq(tg_op_shape(ctx, "stack_affine", 5, st, 3, (const double[]){1, 1, 3}, out), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect(out[0] == 3 && out[1] == 12, "[%d, %d]", out[0], out[1]);
+    const int bl[3][2] = {{3, 3}, {3, 4}, {3, 12}};
+    cr_assert_eq(tg_op_shape(ctx, "affine_block", 3, bl, 4, (const double[]){1, 1, 2, 3}, out), TG_OK, "%s",
+                 tg_errmsg(ctx));
+    cr_expect(out[0] == 3 && out[1] == 4, "[%d, %d]", out[0], out[1]);
+    tg_ctx_free(ctx);
+}
