@@ -12,6 +12,7 @@ tg_tape *tg_tape_new(tg_ctx *ctx)
     if (!tp) return NULL;
     memset(tp, 0, sizeof *tp);
     tp->ctx = ctx;
+    tp->defer.min_elems = TG_DEFER_MIN_ELEMS;
     tg_arena_init(&tp->arena, ctx);
     return tp;
 }
@@ -31,6 +32,7 @@ void tg_tape_reset(tg_tape *tp)
     tp->n_free_sizes = 0; /* the buffers go back with the arena */
     tp->work = NULL;
     tp->work_len = 0;
+    tg_defer_reset(tp);
     tg_arena_reset(&tp->arena);
 }
 
@@ -451,6 +453,10 @@ static tg_status sweep(tg_tape *tp, tg_tensor *loss, int n_seeds, tg_tensor *con
     }
     if (!started) return TG_OK; /* nothing upstream needs a gradient */
 
+    /* From here every exit goes through `out`, which adds the products into
+     * parameter gradients that ops deferred (core/defer.c). */
+    struct tg_defer *prev = tg_defer_begin(tp);
+    tg_status st = TG_OK;
     if (tp->hook) tp->hook(NULL, tp->hook_user);
     for (int i = last; i >= 0; i--) {
         tg_tensor *t = tp->nodes[i];
@@ -464,27 +470,37 @@ static tg_status sweep(tg_tape *tp, tg_tensor *loss, int n_seeds, tg_tensor *con
             if (!x->requires_grad || x->kind == TG_KIND_PARAM || x->sweep == id) continue;
             x->sweep = id;
             size_t bytes = tg_numel(x) * sizeof(tg_real);
-            if (!x->grad && !(x->grad = grad_alloc(tp, bytes))) return TG_ERR_NOMEM;
+            if (!x->grad && !(x->grad = grad_alloc(tp, bytes))) {
+                st = TG_ERR_NOMEM;
+                goto out;
+            }
             zero_grad_buffer(x->grad, bytes);
         }
         if (t->op->def.backward_scratch) {
             size_t need = t->op->def.backward_scratch(t);
             if (need > tp->work_len) {
-                if (!(tp->work = tg_arena_alloc(&tp->arena, need * sizeof(tg_real)))) return TG_ERR_NOMEM;
+                if (!(tp->work = tg_arena_alloc(&tp->arena, need * sizeof(tg_real)))) {
+                    st = TG_ERR_NOMEM;
+                    goto out;
+                }
                 tp->work_len = need;
             }
             t->scratch = tp->work;
         }
         t->op->def.backward(t);
+        if (tp->defer.err) goto out; /* its buffers could not be had */
         if (tp->hook) tp->hook(t, tp->hook_user);
         if (tp->detect_anomaly) {
+            /* a NaN the entry deferred is added now, so that the message
+             * shows the parameter's gradient as an immediate sweep has it */
+            if (tg_defer_bad(tp, t)) tg_defer_flush(tp);
             for (int k = 0; k < t->n_in; k++) {
                 tg_tensor *x = t->in[k];
                 if (x->grad && !finite_all(x->grad, tg_numel(x))) {
                     char where[TG_ERRMSG_LEN - 64];
                     tg_describe_entry(t, TG_DESCRIBE_GRAD, where, sizeof where);
-                    return tg_error(ctx, TG_ERR_NONFINITE,
-                                    "non-finite gradient flowing into input %d of %s", k, where);
+                    st = tg_error(ctx, TG_ERR_NONFINITE, "non-finite gradient flowing into input %d of %s", k, where);
+                    goto out;
                 }
             }
         }
@@ -493,7 +509,9 @@ static tg_status sweep(tg_tape *tp, tg_tensor *loss, int n_seeds, tg_tensor *con
             t->grad = NULL;
         }
     }
-    return TG_OK;
+out:;
+    tg_status fs = tg_defer_end(tp, prev, tp->detect_anomaly && !st);
+    return st ? st : fs;
 }
 
 void tg_tape_require_grad(tg_tape *tp, tg_tensor *const *leaves, int n)
@@ -520,6 +538,7 @@ tg_status tg_tape_set_capacity(tg_tape *tp, int entries)
 {
     tg_tape_reset(tp);
     tg_arena_release(&tp->arena);
+    tp->defer.budget = entries > 0;
     if (entries == tp->cap) return TG_OK;
     if (entries == 0) {
         tg_free(tp->ctx, tp->nodes, (size_t)tp->cap * sizeof *tp->nodes);

@@ -215,7 +215,57 @@ struct tg_ctx {
     tg_op *ops;             /* uthash head, by name */
     tg_op **op_list;        /* by id */
     int n_ops, cap_ops;
+    struct tg_defer *defer; /* the pending products of the sweep under way (core/defer.c), NULL outside one */
 };
+
+/* ---- deferred parameter gradients (core/defer.c) ---------------------------
+ * A parameter is a leaf: nothing in a reverse sweep reads its gradient before
+ * the sweep ends.  So the products that add into one, dA += da x^T at every
+ * step with inner dimension n (the batch: a rank-1 update at batch 1), are
+ * kept instead: each step's da goes into a block of n columns of one [m, cap]
+ * buffer, its x into the same columns of a [k, cap] buffer, and one product
+ * with inner dimension cap adds them all (tg_mm_grad_a_deferred in
+ * ops/gemm.h).  A group holds the steps of one kind of entry: the same op,
+ * shape and parameters.  Its buffers come from the tape's arena and stay
+ * until the tape is reset, for the next sweep of the same tape. */
+#define TG_DEFER_GROUPS 32
+#ifndef TG_DEFER_COLS
+#define TG_DEFER_COLS 1024                 /* columns a group holds at most (why: core/defer.c) */
+#endif
+#ifndef TG_DEFER_BYTES
+#define TG_DEFER_BYTES ((size_t)4 << 20)  /* and the bytes of its buffers */
+#endif
+#define TG_DEFER_MIN_ELEMS 4096            /* smaller parameters are added at once (core/defer.c) */
+typedef struct tg_defer_group {
+    const tg_op *op;            /* the kind: op, [m, n], the parameters */
+    int m, n, np, nb;
+    tg_tensor **a, **b;         /* product parameters [np], bias parameters [nb] */
+    int *k;                     /* a[i]->cols */
+    tg_real *da;                /* [m, cap] */
+    tg_real **x;                /* [np] buffers of [k[i], cap] */
+    int cap, used;              /* columns */
+    int first, last;            /* tape positions of the pending entries, for messages */
+} tg_defer_group;
+
+typedef struct tg_defer {
+    struct tg_tape *tp;
+    bool immediate;             /* internal switch (tests, bench): every product at once */
+    size_t min_elems;           /* a cell whose products' parameters hold fewer elements (m times
+                                   the sum of their columns) adds them at once: TG_DEFER_MIN_ELEMS,
+                                   set by tg_tape_new; tests set 0 to defer everything */
+    /* the tape was sized for a memory budget (tg_tape_set_capacity, which
+     * tg_model_backprop calls under one): nothing is deferred from then on,
+     * since where memory is short the buffers (rows + columns of a cell) x B
+     * a step would make segments shorter and recording again costs more than
+     * deferring saves (char_rnn, 4 MiB: 25 segments of 40 steps instead of 5
+     * of 200).  tg_tape_set_capacity(tape, 0) clears it. */
+    bool budget;
+    int n_groups;
+    tg_defer_group g[TG_DEFER_GROUPS];
+    const tg_tensor *last;      /* the entry that appended last, its group and first column */
+    int last_group, last_col;
+    tg_status err;              /* a group's buffers could not be had: the sweep fails with it */
+} tg_defer;
 
 struct tg_tape {
     tg_ctx *ctx;
@@ -237,6 +287,7 @@ struct tg_tape {
     void *hook_user;
     tg_segment_hook seg_hook; /* tg_model_backprop's, after each segment's sweep */
     void *seg_hook_user;
+    tg_defer defer;         /* products into parameter gradients pending in a sweep (core/defer.c) */
 };
 
 /* A parameter's tensor knows its context, so that a tape of another context
@@ -345,6 +396,21 @@ void tg_tape_require_grad(tg_tape *tp, tg_tensor *const *leaves, int n);
  * `entries` (0 frees it): what a budget holds is then what the tape
  * reports. */
 tg_status tg_tape_set_capacity(tg_tape *tp, int entries);
+
+/* The sweep's side of the deferral (core/defer.c).  tg_defer_begin makes the
+ * context point at the tape's pending products for the sweep (unless it may
+ * not defer) and returns what the context pointed at before, which
+ * tg_defer_end puts back after adding every pending product (also when the
+ * sweep stops on an error).  With check (anomaly mode), tg_defer_end reports
+ * a parameter gradient the sum made non-finite.  tg_defer_bad says whether
+ * the entry just swept deferred columns holding a NaN or Inf; the sweep then
+ * calls tg_defer_flush so that the gradients the anomaly message shows are
+ * those an immediate sweep would show. */
+struct tg_defer *tg_defer_begin(tg_tape *tp);
+tg_status tg_defer_end(tg_tape *tp, struct tg_defer *prev, bool check);
+bool tg_defer_bad(const tg_tape *tp, const tg_tensor *t);
+void tg_defer_flush(tg_tape *tp);
+void tg_defer_reset(tg_tape *tp);
 
 /* Elementwise-broadcast helpers shared by the binary ops. */
 int tg_broadcast_shape(int n, const int (*in)[2], int out[2], const char *op,

@@ -3,6 +3,7 @@
  * through beta = 1, so backward needs no temporary. */
 #include "gemm.h"
 #include <cblas.h>
+#include <limits.h>
 
 /* C = alpha op(A) op(B) + beta C, row-major, at the precision of tg_real */
 static inline void gemm(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n, int k,
@@ -247,4 +248,33 @@ void tg_mm_backward(tg_ctx *ctx, int m, int n, int k, const tg_real *a, const tg
         if (da) gemm(CblasNoTrans, CblasTrans, m, k, n, dy, n, b, n, 1, da, k);
         if (db) gemm(CblasTrans, CblasNoTrans, k, n, m, a, k, dy, n, 1, db, n);
     }
+}
+
+/* The deferred products of core/defer.c: wide in the inner dimension (all
+ * the steps pending), narrow in the output, one per parameter.  Each is split
+ * by rows (by columns when it has too few rows) into as many blocks as there
+ * are threads, and every block of every parameter goes into one batch, so a
+ * thread that finishes its share of dU picks up part of dW rather than wait. */
+void tg_mm_grad_a_wide(tg_ctx *ctx, int m, int c, int ld, const tg_real *da, int np, const int *k,
+                       tg_real *const *x, tg_real *const *grad)
+{
+    size_t kt = 0;
+    for (int i = 0; i < np; i++) kt += (size_t)k[i];
+    if (!use_threads(ctx, m, (int)(kt < INT_MAX ? kt : INT_MAX), c)) {
+        for (int i = 0; i < np; i++) gemm(CblasNoTrans, CblasTrans, m, k[i], c, da, ld, x[i], ld, 1, grad[i], k[i]);
+        return;
+    }
+    enum { MAX_JOBS = 64 };
+    mm_call jobs[MAX_JOBS];
+    int parts = ctx->threads < MAX_JOBS ? ctx->threads : MAX_JOBS, n = 0;
+    for (int i = 0; i < np; i++) {
+        if (n + parts > MAX_JOBS) {
+            tg_parallel(ctx, n, mm_run, jobs);
+            n = 0;
+        }
+        mm_call q = {.kind = 'g', .ta = CblasNoTrans, .tb = CblasTrans, .m = m, .n = k[i], .k = c, .lda = ld,
+                     .ldb = ld, .ldc = k[i], .a = da, .b = x[i], .c = grad[i], .beta = 1};
+        n += split(&q, parts, jobs + n);
+    }
+    if (n) tg_parallel(ctx, n, mm_run, jobs);
 }

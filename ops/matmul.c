@@ -26,9 +26,15 @@ static void matmul_forward(tg_tensor *out)
 
 static void matmul_backward(tg_tensor *out)
 {
-    const tg_tensor *a = out->in[0], *b = out->in[1];
+    tg_tensor *a = out->in[0], *b = out->in[1];
     int m = a->rows, k = a->cols, n = b->cols;
-    tg_mm_backward(out->op->ctx, m, n, k, a->val, b->val, out->grad, a->grad, b->grad);
+    tg_ctx *ctx = out->op->ctx;
+    tg_real *ga = a->grad;
+    /* a parameter's da += dy b^T can wait for the sweep to add all steps' at
+     * once (core/defer.c); db flows on and is needed now */
+    if (tg_defer_wants(ctx, a) && tg_mm_grad_a_deferred(out, out->grad, 1, &a, (const tg_real *const *)&b->val, 0, NULL))
+        ga = NULL;
+    if (ga || b->grad) tg_mm_backward(ctx, m, n, k, a->val, b->val, out->grad, ga, b->grad);
 }
 
 const tg_builtin_op tg_op_matmul = {
