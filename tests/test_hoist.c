@@ -345,3 +345,66 @@ Test(hoist, shape_rules_name_the_mistake)
     cr_expect(out[0] == 3 && out[1] == 4, "[%d, %d]", out[0], out[1]);
     tg_ctx_free(ctx);
 }
+
+/* With deferred parameter gradients (core/defer.c) a stacked step's W
+ * product waits for the sweep's end as a plain step's does: a hoisted and
+ * deferred sweep of wide elman gives the gradients of a plain, immediate one
+ * within the rounding of sums of T terms, and affine_block entries did
+ * defer. */
+Test(hoist, stacked_steps_defer_their_w_products)
+{
+    tg_ctx *ctx = tg_ctx_new(NULL);
+    cr_assert(ctx);
+    tg_model *m = wide_elman(ctx, 64, 256);
+    tg_params *ps = tg_params_new(ctx);
+    cr_assert_eq(tg_model_init_params(m, ps, 5), TG_OK, "%s", tg_errmsg(ctx));
+    const char *shrink[] = {"W", "U"}; /* contractive, as in budgets_agree */
+    for (int i = 0; i < 2; i++) {
+        tg_tensor *p = tg_params_find(ps, shrink[i]);
+        for (size_t j = 0; j < tg_size(p); j++) tg_data(p)[j] *= (tg_real)0.1;
+    }
+    const int T = TGM_HOIST_CHUNK + 8;
+    tg_dataset *d = tg_dataset_random(ctx, m, T, 2, 6);
+    cr_assert(d, "%s", tg_errmsg(ctx));
+    const tg_real *in[1] = {tg_dataset_values(d, 0, TG_ROLE_INPUT, 0)};
+    const tg_real *tg[1] = {tg_dataset_values(d, 0, TG_ROLE_TARGET, 0)};
+    const size_t np = tg_params_total(ps);
+    tg_real *grads[2];
+    int stacked[2], deferred_blocks[2];
+    for (int hoisted = 0; hoisted < 2; hoisted++) {
+        tg_tape *tape = tg_tape_new(ctx);
+        tape->defer.immediate = !hoisted;
+        tg_params_zero_grad(ps);
+        tg_unroll u = {.params = ps, .batch = 2, .steps = T, .inputs = in, .targets = tg};
+        cr_assert_eq(tgm_unroll(m, tape, &u, hoisted ? TGM_HOIST_AUTO : TGM_HOIST_NEVER), TG_OK, "%s",
+                     tg_errmsg(ctx));
+        stacked[hoisted] = count_stacks(tape, 2).n;
+        cr_assert_eq(tg_backward(tape, u.loss), TG_OK, "%s", tg_errmsg(ctx));
+        deferred_blocks[hoisted] = 0;
+        for (int i = 0; i < tape->defer.n_groups; i++)
+            deferred_blocks[hoisted] += !strcmp(tape->defer.g[i].op->def.name, "affine_block");
+        grads[hoisted] = malloc(np * sizeof(tg_real));
+        cr_assert(grads[hoisted]);
+        memcpy(grads[hoisted], tg_params_grads(ps), np * sizeof(tg_real));
+        tg_tape_free(tape);
+    }
+    cr_expect_eq(stacked[0], 0);
+    cr_expect_eq(stacked[1], 2);
+    cr_expect_eq(deferred_blocks[0], 0);
+    /* one group: every step's W product, across both chunks */
+    cr_expect_eq(deferred_blocks[1], 1, "%d groups of affine_block deferred", deferred_blocks[1]);
+    double scale = 1;
+    for (size_t j = 0; j < np; j++) scale = fmax(scale, fabs((double)grads[0][j]));
+    for (size_t j = 0; j < np; j++)
+        if (!(fabs((double)grads[1][j] - (double)grads[0][j]) <= 16.0 * T * EPS * scale)) {
+            cr_expect_fail("gradient %zu: hoisted and deferred %.9g, plain and immediate %.9g", j, (double)grads[1][j],
+                           (double)grads[0][j]);
+            break;
+        }
+    free(grads[0]);
+    free(grads[1]);
+    tg_dataset_free(d);
+    tg_params_free(ps);
+    tg_model_free(m);
+    tg_ctx_free(ctx);
+}
