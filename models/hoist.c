@@ -25,6 +25,22 @@
  * run in reverse keep the plain fused step. */
 #include "tg_model_internal.h"
 
+/* Measured (models/README.md, Fusion): one training step of elman, CPU
+ * time, 100 steps, the hoisted products over chunks of 32 steps against one
+ * per step, both with the parameter gradients deferred to the sweep's end
+ * (core/defer.c, which already turns the per-step rank-B updates dU += da
+ * x^T into one product; without it hoisting gained 11-36% at 256 x 1024,
+ * batch 1, and 2-5% from 64 x 256 at batch 1 to 4).  What is left is the
+ * forward U @ x, a matrix-vector product that reads U again every step at
+ * batch 1: U of 256 x 1024 at batch 1 4-18% faster, batch 2 0-9%, batch 4
+ * 6-10% slower; 128 x 512 and 64 x 256 at batch 1 no gain (3-14% more
+ * CPU time in 4 of 6 pairs, the same wall time: a BLAS call and one more
+ * pass over the stack per step cost what the product saves); at batch 8
+ * and more, hoisting never gained (the per-step products already run at
+ * the BLAS rate).  Tests lower the model's copy (hoist_max_batch,
+ * hoist_min_elems) to hoist small models. */
+enum { HOIST_MAX_BATCH = 2, HOIST_MIN_ELEMS = 256 * 1024 };
+
 enum { LEAF_NONE, LEAF_INVARIANT, LEAF_INPUT };
 
 typedef struct hz {
@@ -80,6 +96,8 @@ static int is_bias(const hz *h, int t) { return h->leaf[t] == LEAF_INVARIANT && 
 tg_status tgm_hoist_find(tg_model *m, const int *rows, const int *cols)
 {
     m->n_hoists = 0;
+    m->hoist_max_batch = HOIST_MAX_BATCH;
+    m->hoist_min_elems = HOIST_MIN_ELEMS;
     if (m->n_reverse || m->n_step == 0) return TG_OK;
     tg_ctx *ctx = m->ctx;
     const int ns = m->n_slots, n = m->n_step;
@@ -206,23 +224,11 @@ done:
     return st;
 }
 
-/* Measured (models/README.md, Fusion): one training step of elman, CPU time,
- * the hoisted products over chunks of 32 steps against one per step.  At
- * batch 8 and more the per-step products already run at the BLAS rate
- * (256 x 32 x 64 at 95 GFLOP/s) and hoisting gained nothing (batch 8, 16:
- * within 1%; 32: 5% slower: the stack is one more [m, B] pass per step);
- * at batch 1 to 4 a step's U @ x is a matrix-vector product that reads U
- * again every step, and dU a rank-B update that writes it: 256 x 1024 at
- * batch 1 11% faster, at batch 4 8%; 64 x 256 at batch 1 and 4 2-5%; but
- * 32 x 128 at batch 1 3-8% slower and 16 x 32 25% slower, where one BLAS
- * call costs more than the direct loops it replaces. */
-enum { HOIST_MAX_BATCH = 4, HOIST_MIN_ELEMS = 64 * 256 };
-
 bool tgm_hoist_pays(const tg_model *m, int batch)
 {
     size_t elems = 0; /* of the hoisted matrices */
     for (int i = 0; i < m->n_hoists; i++)
         for (int j = 0; j < (int)m->hoists[i].prod.attrs[0]; j++)
             elems += (size_t)m->hoists[i].prod.rows * (size_t)m->hoists[i].x_rows[j];
-    return batch <= HOIST_MAX_BATCH && elems >= HOIST_MIN_ELEMS;
+    return batch <= m->hoist_max_batch && elems >= m->hoist_min_elems;
 }

@@ -239,6 +239,11 @@ struct tg_model {
     int n_step_hoisted;
     int *keep;              /* slots kept per step from the first pass: the inputs, then pre's */
     int n_keep;
+    /* where tg_model_unroll hoists (tgm_hoist_pays): batch at most
+     * hoist_max_batch, hoisted matrices of hoist_min_elems elements or more;
+     * measured defaults, lowered by tests to hoist small models */
+    int hoist_max_batch;
+    size_t hoist_min_elems;
 };
 
 /* expr.c: compiles the `step`, `final` and `loss` of a parsed model. */

@@ -20,14 +20,19 @@
 #define EPS FLT_EPSILON
 #endif
 
-/* elman at hidden 256 and input 64 (U holds 64 x 256 elements: hoisting
- * pays at batch 4 or less), output 4 */
-static tg_model *wide_elman(tg_ctx *ctx, int input, int hidden)
+/* elman at the given input and hidden sizes, output 4.  With `low`, the
+ * unroller's threshold (tgm_hoist_pays) is lowered so that U of 64 x 256
+ * hoists at batch 4 or less, and the tests stay small. */
+static tg_model *wide_elman(tg_ctx *ctx, int input, int hidden, int low)
 {
     mt_chdir_root();
     const tg_dim dims[] = {{"input", input}, {"hidden", hidden}, {"output", 4}};
     tg_model *m = tg_model_load(ctx, "models/elman.yaml", dims, 3);
     cr_assert(m, "%s", tg_errmsg(ctx));
+    if (low) {
+        m->hoist_max_batch = 4;
+        m->hoist_min_elems = 64 * 256;
+    }
     return m;
 }
 
@@ -57,21 +62,24 @@ static void noop_hook(tg_tensor *entry, void *user)
     (void)user;
 }
 
-/* What tg_model_unroll records: stacks of TGM_HOIST_CHUNK steps (the last
- * one shorter) at batch 1 and 4 where U is large enough; none at batch 8,
- * none for a small U, none on a tape whose sweep a hook watches entry by
- * entry (per-step gradient norms), none for a call of one step. */
+/* What tg_model_unroll records: by default, stacks only where U holds
+ * 256 x 1024 elements or more at batch 1 or 2; with the threshold lowered,
+ * stacks of TGM_HOIST_CHUNK steps (the last one shorter) at batch 1 and 4;
+ * none past the batch or under the size, none on a tape whose sweep a hook
+ * watches entry by entry (per-step gradient norms), none for a call of one
+ * step. */
 Test(hoist, the_unroller_stacks_chunks_where_it_pays)
 {
     tg_ctx *ctx = tg_ctx_new(NULL);
     cr_assert(ctx);
     const int T = 2 * TGM_HOIST_CHUNK + 6;
-    struct { int input, hidden, B, steps, hook, want; } cases[] = {
-        {64, 256, 1, T, 0, 3}, {64, 256, 4, T, 0, 3}, {64, 256, 8, T, 0, 0}, {32, 128, 1, T, 0, 0},
-        {64, 256, 1, T, 1, 0}, {64, 256, 1, 1, 0, 0}, {64, 256, 1, 2, 0, 1},
+    struct { int input, hidden, low, B, steps, hook, want; } cases[] = {
+        {256, 1024, 0, 1, 3, 0, 1}, {256, 1024, 0, 2, 3, 0, 1}, {256, 1024, 0, 4, 3, 0, 0}, {128, 512, 0, 1, 3, 0, 0},
+        {64, 256, 1, 1, T, 0, 3},   {64, 256, 1, 4, T, 0, 3},   {64, 256, 1, 8, T, 0, 0},   {32, 128, 1, 1, T, 0, 0},
+        {64, 256, 1, 1, T, 1, 0},   {64, 256, 1, 1, 1, 0, 0},   {64, 256, 1, 1, 2, 0, 1},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        tg_model *m = wide_elman(ctx, cases[c].input, cases[c].hidden);
+        tg_model *m = wide_elman(ctx, cases[c].input, cases[c].hidden, cases[c].low);
         tg_params *ps = tg_params_new(ctx);
         cr_assert_eq(tg_model_init_params(m, ps, 3), TG_OK, "%s", tg_errmsg(ctx));
         tg_dataset *d = tg_dataset_random(ctx, m, cases[c].steps, cases[c].B, 4);
@@ -129,7 +137,7 @@ static void budgets_agree(int B, int t0)
 {
     tg_ctx *ctx = tg_ctx_new(NULL);
     cr_assert(ctx);
-    tg_model *m = wide_elman(ctx, 64, 256);
+    tg_model *m = wide_elman(ctx, 64, 256, 1);
     tg_params *ps = tg_params_new(ctx);
     cr_assert_eq(tg_model_init_params(m, ps, 7), TG_OK, "%s", tg_errmsg(ctx));
     const int T = 2 * TGM_HOIST_CHUNK + 6, H = 256;
@@ -259,7 +267,7 @@ Test(hoist, gradient_norms_per_step_need_a_watched_tape)
 {
     tg_ctx *ctx = tg_ctx_new(NULL);
     cr_assert(ctx);
-    tg_model *m = wide_elman(ctx, 64, 256);
+    tg_model *m = wide_elman(ctx, 64, 256, 1);
     tg_params *ps = tg_params_new(ctx);
     cr_assert_eq(tg_model_init_params(m, ps, 3), TG_OK, "%s", tg_errmsg(ctx));
     const int T = TGM_HOIST_CHUNK + 8;
@@ -355,7 +363,7 @@ Test(hoist, stacked_steps_defer_their_w_products)
 {
     tg_ctx *ctx = tg_ctx_new(NULL);
     cr_assert(ctx);
-    tg_model *m = wide_elman(ctx, 64, 256);
+    tg_model *m = wide_elman(ctx, 64, 256, 1);
     tg_params *ps = tg_params_new(ctx);
     cr_assert_eq(tg_model_init_params(m, ps, 5), TG_OK, "%s", tg_errmsg(ctx));
     const char *shrink[] = {"W", "U"}; /* contractive, as in budgets_agree */
