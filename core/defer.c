@@ -29,16 +29,21 @@
  * fewer passes over dW: at the medium size (256 hidden, batch 32, 100 steps)
  * 1024 columns is 32 steps per pass and 2.3 MiB of buffers; at the large
  * size (1024 hidden, batch 64) 4 MiB holds 7 steps. */
-/* TG_DEFER_MIN_ELEMS: where deferring stops paying.  The per-step products
- * of a small cell work on a gradient that stays in L1 and take the direct
- * loops of gemm_small.c, while deferring copies every step and calls BLAS
- * at the end.  bench/step.c, one thread, float, batch 1, ms per training
- * step immediate -> deferred (min of ~2 s, interleaved, on a loaded
- * machine): hidden 32 (m sum k = 32 x 48 = 1.5K) 0.0225 -> 0.029, slower;
- * hidden 64 (5K) 0.058 -> 0.054; hidden 128 (20K) 0.161 -> 0.148; hidden
- * 256 (82K) 1.28 -> 1.04; hidden 512 5.6 -> 4.5; hidden 1024 (CPU time)
- * 28.8 -> 21.2.  At batch 32 and 64 the per-step products already run at
- * the machine's sgemm rate: no change measured (medium: 22.0 -> 22.3). */
+/* TG_DEFER_MIN_ELEMS and TG_DEFER_MAX_N: where deferring pays.  OpenBLAS
+ * (one thread, float) adds dW [256, 320] += da x^T at 17, 44, 51, 62, 78,
+ * 88, 92 GFLOP/s with inner dimension 1, 2, 4, 8, 16, 32, 64 (and
+ * [1024, 1280] at 12, 26, 45, 54, 67, 81): from a batch of 16 or 32 the
+ * per-step product is near the machine's rate already and deferring only
+ * adds its copies.  A small cell's gradient stays in L1 and its per-step
+ * products take the direct loops of gemm_small.c, while deferring copies
+ * every step and calls BLAS at the end.  bench/step.c, one thread, float,
+ * ms per training step immediate -> deferred (min of ~2 s, interleaved, on
+ * a machine shared with two other jobs, so +-10%): batch 1: hidden 32 (m
+ * sum k = 32 x 48 = 1.5K elements) 0.0225 -> 0.029, slower; hidden 64 (5K)
+ * 0.058 -> 0.054; hidden 128 0.161 -> 0.148; hidden 256 1.39 -> 1.12;
+ * hidden 512 5.6 -> 4.5; hidden 1024 (CPU time) 28.8 -> 21.2.  Batch 4,
+ * hidden 256: 2.76 -> 2.70.  Batch 32, hidden 256 (the medium size): 22.5
+ * -> 23.4, and 35.3 -> 38.0 on two threads: slower. */
 
 /* How far below an entry the sizing looks for others of its kind: a step of
  * an unrolled model has far fewer entries, and a lone entry (an MLP's layer)
@@ -77,7 +82,7 @@ static int group_new(tg_defer *d, const tg_tensor *e, int np, tg_tensor *const *
     const int m = e->rows, n = e->cols;
     size_t rows = (size_t)m, cols = 0;
     for (int i = 0; i < np; i++) cols += (size_t)a[i]->cols;
-    if ((size_t)m * cols < d->min_elems) return -1;
+    if ((size_t)m * cols < d->min_elems || n > d->max_n) return -1;
     rows += cols;
     size_t cap = TG_DEFER_BYTES / (rows * sizeof(tg_real));
     if (cap > TG_DEFER_COLS) cap = TG_DEFER_COLS;

@@ -13,6 +13,7 @@ tg_tape *tg_tape_new(tg_ctx *ctx)
     memset(tp, 0, sizeof *tp);
     tp->ctx = ctx;
     tp->defer.min_elems = TG_DEFER_MIN_ELEMS;
+    tp->defer.max_n = TG_DEFER_MAX_N;
     tg_arena_init(&tp->arena, ctx);
     return tp;
 }

@@ -236,6 +236,7 @@ struct tg_ctx {
 #define TG_DEFER_BYTES ((size_t)4 << 20)  /* and the bytes of its buffers */
 #endif
 #define TG_DEFER_MIN_ELEMS 4096            /* smaller parameters are added at once (core/defer.c) */
+#define TG_DEFER_MAX_N 8                   /* and so are products of more columns a step */
 typedef struct tg_defer_group {
     const tg_op *op;            /* the kind: op, [m, n], the parameters */
     int m, n, np, nb;
@@ -253,6 +254,7 @@ typedef struct tg_defer {
     size_t min_elems;           /* a cell whose products' parameters hold fewer elements (m times
                                    the sum of their columns) adds them at once: TG_DEFER_MIN_ELEMS,
                                    set by tg_tape_new; tests set 0 to defer everything */
+    int max_n;                  /* nor are entries of more columns (the batch): TG_DEFER_MAX_N */
     /* the tape was sized for a memory budget (tg_tape_set_capacity, which
      * tg_model_backprop calls under one): nothing is deferred from then on,
      * since where memory is short the buffers (rows + columns of a cell) x B

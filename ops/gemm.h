@@ -29,6 +29,14 @@ static inline bool tg_defer_wants(const tg_ctx *ctx, const tg_tensor *p)
 {
     return ctx->defer && p->kind == TG_KIND_PARAM && p->grad;
 }
+/* Whether an entry of [m, n] whose deferred products' parameters have
+ * `cols` columns in all may be deferred at all (the tape's min_elems and
+ * max_n): an op asks before it gathers its arguments, since a cell too
+ * small or too wide is refused at every step. */
+static inline bool tg_defer_worth(const tg_ctx *ctx, int m, int n, size_t cols)
+{
+    return ctx->defer && n <= ctx->defer->max_n && (size_t)m * cols >= ctx->defer->min_elems;
+}
 bool tg_mm_grad_a_deferred(tg_tensor *entry, const tg_real *dy, int np, tg_tensor *const *a,
                            const tg_real *const *x, int nb, tg_tensor *const *bias);
 /* The product that adds them: grad[i] [m, k[i]] += da x[i]^T for i < np,

@@ -32,7 +32,7 @@ static void matmul_backward(tg_tensor *out)
     tg_real *ga = a->grad;
     /* a parameter's da += dy b^T can wait for the sweep to add all steps' at
      * once (core/defer.c); db flows on and is needed now */
-    if (tg_defer_wants(ctx, a) && tg_mm_grad_a_deferred(out, out->grad, 1, &a, (const tg_real *const *)&b->val, 0, NULL))
+    if (tg_defer_wants(ctx, a) && tg_defer_worth(ctx, m, n, (size_t)k) && tg_mm_grad_a_deferred(out, out->grad, 1, &a, (const tg_real *const *)&b->val, 0, NULL))
         ga = NULL;
     if (ga || b->grad) tg_mm_backward(ctx, m, n, k, a->val, b->val, out->grad, ga, b->grad);
 }

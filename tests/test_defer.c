@@ -11,6 +11,7 @@
 #include "tg_internal.h"
 #include "models_testutil.h"
 #include <float.h>
+#include <limits.h>
 #include <stdint.h>
 
 #ifdef TG_REAL_DOUBLE
@@ -159,12 +160,15 @@ static void register_poison(tg_ctx *ctx)
     cr_assert_eq(tg_op_register(ctx, &spec), TG_OK, "%s", tg_errmsg(ctx));
 }
 
+static bool wide; /* elman_sweep: defer entries of any batch */
+
 /* Sweeps e's tape; the status, the message, the gradients (into g). */
 static tg_status elman_sweep(tg_ctx *ctx, elman *e, bool immediate, bool anomaly, tg_real *g, char *msg, int *groups)
 {
     tg_tape *tape = tg_tape_new(ctx);
     tape->defer.immediate = immediate;
     tape->defer.min_elems = 0; /* these cells are small */
+    if (wide) tape->defer.max_n = INT_MAX;
     tg_tape_detect_anomaly(tape, anomaly);
     tg_params_zero_grad(e->ps);
     tg_tensor *loss = elman_build(tape, e);
@@ -198,12 +202,18 @@ MT_TEST(defer, full_groups_are_added_and_start_again)
     tg_real *want = malloc(np * sizeof *want), *got = malloc(np * sizeof *got);
     char msg[TG_ERRMSG_LEN];
     int groups = -1;
+    wide = true; /* batch 64 */
     cr_assert_eq(elman_sweep(ctx, &e, true, false, want, msg, &groups), TG_OK, "%s", msg);
     cr_assert_eq(groups, 0);
     cr_assert_eq(elman_sweep(ctx, &e, false, false, got, msg, &groups), TG_OK, "%s", msg);
     cr_assert_eq(groups, 1);
     cr_assert_gt(e.T * e.B, TG_DEFER_COLS);
     expect_close(got, want, np, (double)e.T * e.B * EPS, "deferred");
+    /* by default a batch of 64 is added at every step */
+    wide = false;
+    cr_assert_eq(elman_sweep(ctx, &e, false, false, got, msg, &groups), TG_OK, "%s", msg);
+    cr_expect_eq(groups, 0);
+    cr_expect_eq(memcmp(got, want, np * sizeof *want), 0);
     free(want);
     free(got);
     tg_params_free(e.ps);
