@@ -423,15 +423,18 @@ static void block_backward(tg_tensor *out)
      * the x's and the other terms is needed now. */
     tg_ctx *ctx = out->op->ctx;
     int kp = 0, kb = 0; /* how many products and biases the sweep took */
-    if (ctx->defer && np <= DEFER_MAX) {
+    if (ctx->defer && n <= ctx->defer->max_n && np <= DEFER_MAX) {
         tg_tensor *pa[DEFER_MAX], *pb[DEFER_MAX];
         const tg_real *px[DEFER_MAX];
+        size_t cols = 0;
         for (int i = 0; i < np; i++)
             if (tg_defer_wants(ctx, out->in[2 * i])) {
                 pa[kp] = out->in[2 * i];
+                cols += (size_t)pa[kp]->cols;
                 px[kp++] = out->in[2 * i + 1]->val;
             }
-        for (int i = 2 * np; i < out->n_in - 1 && kb < DEFER_MAX; i++)
+        if (!tg_defer_worth(ctx, m, n, cols)) kp = 0;
+        for (int i = 2 * np; kp && i < out->n_in - 1 && kb < DEFER_MAX; i++)
             if (tg_defer_wants(ctx, out->in[i]) && out->in[i]->cols == 1) pb[kb++] = out->in[i];
         if (!kp || !tg_mm_grad_a_deferred(out, da, kp, pa, px, kb, pb)) kp = kb = 0;
     }
