@@ -32,8 +32,9 @@
  * x^T into one product; without it hoisting gained 11-36% at 256 x 1024,
  * batch 1, and 2-5% from 64 x 256 at batch 1 to 4).  What is left is the
  * forward U @ x, a matrix-vector product that reads U again every step at
- * batch 1: U of 256 x 1024 at batch 1 4-18% faster, batch 2 0-9%, batch 4
- * 6-10% slower; 128 x 512 and 64 x 256 at batch 1 no gain (3-14% more
+ * batch 1: U of 256 x 1024 at batch 1 a median 4% less CPU time (11
+ * pairs of runs on a busy machine, from 18% less to 24% more), batch 2 3%
+ * less (5 pairs), batch 4 6-10% more; 128 x 512 and 64 x 256 at batch 1 no gain (3-14% more
  * CPU time in 4 of 6 pairs, the same wall time: a BLAS call and one more
  * pass over the stack per step cost what the product saves); at batch 8
  * and more, hoisting never gained (the per-step products already run at
