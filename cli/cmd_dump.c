@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "tg_model_internal.h" /* tgm_unroll */
 
 typedef struct dump_args {
     cli_common c;
@@ -104,8 +105,10 @@ static int seg_write(seg_dump *d, FILE *f)
 
 /* Records the first `steps` steps (all if 0) of every sequence, summing the
  * losses into *loss (NULL without targets).  Like cli_unroll_all, which
- * records whole sequences. */
-static tg_status unroll(cli_session *s, int steps, int fused, tg_tensor **loss)
+ * records whole sequences.  The gradient norms credit each entry's gradient
+ * to its step, so they get the fused step without the state-free products
+ * stacked over chunks of steps (hoist 0). */
+static tg_status unroll(cli_session *s, int steps, int fused, int hoist, tg_tensor **loss)
 {
     int ni = tg_model_count(s->model, TG_ROLE_INPUT), nt = tg_model_count(s->model, TG_ROLE_TARGET);
     const tg_real *in[256], *tg[256];
@@ -125,7 +128,7 @@ static tg_status unroll(cli_session *s, int steps, int fused, tg_tensor **loss)
             .targets = have_targets ? tg : NULL,
             .each_op = !fused,
         };
-        tg_status st = tg_model_unroll(s->model, s->tape, &u);
+        tg_status st = tgm_unroll(s->model, s->tape, &u, hoist ? TGM_HOIST_AUTO : TGM_HOIST_NEVER);
         if (st) return st;
         if (u.loss) {
             *loss = *loss ? tg_add(s->tape, *loss, u.loss) : u.loss;
@@ -304,7 +307,7 @@ static int dump(const cli_cmd *cmd, int argc, char **argv)
     if (memory) {
         st = budget_sweep(cmd, &s, &a, memory, &segs, &gn);
     } else {
-        st = unroll(&s, a.steps, a.fused, &loss);
+        st = unroll(&s, a.steps, a.fused, !(a.norms || a.norms_csv), &loss);
         if (!st && backward) {
             if (a.norms || a.norms_csv) st = (gn = tg_grad_norms_new(s.tape, loss, s.params)) ? TG_OK : tg_status_last(s.ctx);
             else st = tg_backward(s.tape, loss);

@@ -374,7 +374,10 @@ TG_API tg_status tg_tape_check_finite(tg_tape *tape, tg_tensor *loss);
  * part of its gradient that step t's entries added; then one column per
  * labelled equation, |dL/d label[t]|.  Row -1 of a parameter column is the
  * norm of all it gained in the sweep.  NULL with the error in the context
- * (the sweep's own errors included).  Free with tg_grad_norms_free(). */
+ * (the sweep's own errors included).  Free with tg_grad_norms_free().  Where
+ * tg_model_unroll stacked a chunk of steps' U @ x (models/README.md, Fusion),
+ * that entry's dU counts at the chunk's first step; a tape watched (_watch)
+ * before it is recorded gets the per-step entries. */
 typedef struct tg_grad_norms tg_grad_norms;
 TG_API tg_grad_norms *tg_grad_norms_new(tg_tape *tape, tg_tensor *loss, tg_params *ps);
 /* The same table for sweeps the caller runs, such as tg_model_backprop under

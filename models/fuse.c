@@ -416,6 +416,7 @@ tg_status tgm_fuse(tg_model *m)
     mark_checked(&f, m->loss_each_op, m->n_loss_each_op);
     mark_checked(&f, m->step, m->n_step);
     mark_checked(&f, m->loss, m->n_loss);
+    st = tgm_hoist_find(m, f.rows, f.cols);
 done:
     tg_free(ctx, f.uses, 5 * ints * sizeof(int));
     tg_free(ctx, f.absorbed, 2 * ninstr);

@@ -173,7 +173,21 @@ typedef struct tgm_instr {
     int rows, cols;         /* the result's shape (cols may be TGM_BATCH); copies: 0 */
     int checked;            /* 1: shapes fully known once B is: record without re-checking */
     int phase;              /* TGM_PHASE_* */
+    int stacked;            /* affine_block: its last input is a stack_affine entry; the
+                               unroller sets attrs 2 and 3 to the step's block and the steps */
 } tgm_instr;
+
+/* One product over a chunk of steps (models/hoist.c): a stack_affine entry
+ * recorded before the chunk's steps from `prod` (inputs: the matrices, the
+ * biases, then each product's per-step operand, once; rows: the stack's),
+ * kept in `slot`; x_keep[j] is where product j's operand (x_rows[j] rows)
+ * is among the values the unroller keeps per step (tg_model.keep). */
+typedef struct tgm_hoist {
+    tgm_instr prod;
+    int slot;
+    int *x_keep;
+    int *x_rows;
+} tgm_hoist;
 
 typedef struct tgm_output {
     const char *name;
@@ -215,6 +229,21 @@ struct tg_model {
     int n_slots;            /* params, inputs, targets, states, then temporaries */
     int max_in;             /* most inputs of any instruction */
     int step_uses_targets;
+    /* the fused step with its state-free products hoisted (models/hoist.c);
+     * n_hoists 0: nothing to hoist, the unroller runs `step` */
+    tgm_hoist *hoists;
+    int n_hoists;
+    tgm_instr *pre;         /* per step, first, for a chunk's steps: what the hoisted products read */
+    int n_pre;
+    tgm_instr *step_hoisted; /* then per step: `step` without `pre`, reading the products */
+    int n_step_hoisted;
+    int *keep;              /* slots kept per step from the first pass: the inputs, then pre's */
+    int n_keep;
+    /* where tg_model_unroll hoists (tgm_hoist_pays): batch at most
+     * hoist_max_batch, hoisted matrices of hoist_min_elems elements or more;
+     * measured defaults, lowered by tests to hoist small models */
+    int hoist_max_batch;
+    size_t hoist_min_elems;
 };
 
 /* expr.c: compiles the `step`, `final` and `loss` of a parsed model. */
@@ -223,6 +252,24 @@ tg_status tgm_compile(tg_model *m, const tgm_ydoc *d, int step_node, int final_n
                       int loss_node);
 /* fuse.c: sets step/loss to the fused form of step_each_op/loss_each_op. */
 tg_status tgm_fuse(tg_model *m);
+/* hoist.c: finds the state-free products of the fused step (slot shapes
+ * as fuse.c computed them) and sets hoists, pre, step_hoisted and keep. */
+tg_status tgm_hoist_find(tg_model *m, const int *rows, const int *cols);
+/* hoist.c: the hoisted products gain at this batch size (measured there) */
+bool tgm_hoist_pays(const tg_model *m, int batch);
+/* unroll.c: tg_model_unroll with the hoisting switchable, so that tests
+ * and the per-step gradient norms (which attribute each entry's gradient
+ * to its step) can record the fused step as it is. */
+enum { TGM_HOIST_NEVER, TGM_HOIST_AUTO, TGM_HOIST_ALWAYS };
+/* Steps per stack_affine entry.  One stack per chunk rather than per call
+ * bounds what the hoisting adds to a tape: the stack's gradient ([m, chunk
+ * B], recycled by the sweep once the chunk is passed) and the gathered
+ * operands of its product, while the product is already wide enough for
+ * BLAS to run at its rate (measured, models/README.md). */
+#ifndef TGM_HOIST_CHUNK
+#define TGM_HOIST_CHUNK 32
+#endif
+tg_status tgm_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u, int hoist);
 /* Evaluates a constant expression (a shape entry, an init argument): numbers,
  * dims (if m is not NULL), + - * / and parentheses. */
 tg_status tgm_const_expr(tg_model *m, const tgm_ydoc *d, int node, double *out);

@@ -4,6 +4,7 @@
  * already resolved to a slot; no strings, hashing or heap allocation (the
  * slot table and result arrays come from the tape's arena). */
 #include "tg_model_internal.h"
+#include <math.h>
 
 static tg_status fail_at(const tg_model *m, const tgm_instr *k, int t)
 {
@@ -17,10 +18,11 @@ static tg_status fail_at(const tg_model *m, const tgm_instr *k, int t)
 
 /* Runs instructions code[0..n) for step t.  Labels count steps from 1, as
  * the lecture does (h(0) is the initial state). */
-static tg_status run(const tg_model *m, tg_tape *tape, const tgm_instr *code, int n, tg_tensor **slots, int t,
-                     int B)
+static tg_status run_blocks(const tg_model *m, tg_tape *tape, const tgm_instr *code, int n, tg_tensor **slots,
+                            int t, int B, int blk, int blocks)
 {
     tg_tensor *in[TGM_MAX_ARGS];
+    double attrs[TG_MAX_ATTRS];
     for (int i = 0; i < n; i++) {
         const tgm_instr *k = &code[i];
         if (!k->op) {
@@ -28,9 +30,16 @@ static tg_status run(const tg_model *m, tg_tape *tape, const tgm_instr *code, in
             continue;
         }
         for (int j = 0; j < k->n_in; j++) in[j] = slots[k->in[j]];
-        tg_tensor *y = k->checked ? tg_record_checked(tape, k->op, k->n_in, in, k->attrs, k->rows,
+        const double *a = k->attrs;
+        if (k->stacked) { /* this step's block of the hoisted products */
+            memcpy(attrs, k->attrs, sizeof attrs);
+            attrs[2] = blk;
+            attrs[3] = blocks;
+            a = attrs;
+        }
+        tg_tensor *y = k->checked ? tg_record_checked(tape, k->op, k->n_in, in, a, k->rows,
                                                       k->cols == TGM_BATCH ? B : k->cols)
-                                  : tg_record(tape, k->op, k->n_in, in, k->n_attrs, k->attrs);
+                                  : tg_record(tape, k->op, k->n_in, in, k->n_attrs, a);
         if (!y) {
             /* an anomaly leaves the failing entry on the tape: label it for dumps */
             int len = tg_tape_length(tape);
@@ -49,6 +58,12 @@ static tg_status run(const tg_model *m, tg_tape *tape, const tgm_instr *code, in
         slots[k->out] = y;
     }
     return TG_OK;
+}
+
+static tg_status run(const tg_model *m, tg_tape *tape, const tgm_instr *code, int n, tg_tensor **slots, int t,
+                     int B)
+{
+    return run_blocks(m, tape, code, n, slots, t, B, 0, 0);
 }
 
 /* Inputs and targets borrow the caller's buffers (valid for the recording,
@@ -121,15 +136,20 @@ static tg_status shared_leaves(const tg_model *m, tg_tape *tape, const tg_unroll
     return TG_OK;
 }
 
-/* The leaves of step t: inputs, targets given per step, the step index. */
-static tg_status step_leaves(const tg_model *m, tg_tape *tape, const tg_unroll *u, tg_tensor **slots, int B, int t)
+/* The leaves of step t: inputs, targets given per step, the step index.
+ * Hoisting records the inputs of a chunk's steps first (LEAVES_INPUTS), the rest
+ * with each step (LEAVES_REST). */
+enum { LEAVES_INPUTS = 1, LEAVES_REST = 2, LEAVES_ALL = 3 };
+static tg_status step_leaves(const tg_model *m, tg_tape *tape, const tg_unroll *u, tg_tensor **slots, int B, int t,
+                             int which)
 {
     tg_ctx *ctx = m->ctx;
-    for (int i = 0; i < m->n_vars[TG_ROLE_INPUT]; i++) {
+    for (int i = 0; (which & LEAVES_INPUTS) && i < m->n_vars[TG_ROLE_INPUT]; i++) {
         const tgm_var *v = &m->vars[TG_ROLE_INPUT][i];
         const tg_real *x = u->inputs[i] + (size_t)t * (size_t)v->rows * (size_t)B;
         if (!(slots[v->slot] = leaf(m, tape, v, B, x, t + 1, true))) return tg_status_last(ctx);
     }
+    if (!(which & LEAVES_REST)) return TG_OK;
     for (int i = 0; u->targets && i < m->n_vars[TG_ROLE_TARGET]; i++) {
         const tgm_var *v = &m->vars[TG_ROLE_TARGET][i];
         if (v->per_seq) continue;
@@ -163,7 +183,82 @@ static tg_status add_loss(const tg_model *m, tg_tape *tape, tg_tensor **loss, tg
     return TG_OK;
 }
 
+/* Hoisting applies to this call (hoist: TGM_HOIST_*): the model has products
+ * to hoist; the call records two steps or more (one step gains nothing:
+ * `sample` records one at a time); no sweep hook watches the tape (per-step
+ * gradient norms credit each entry's gradient to that entry's step, and a
+ * stack holds a chunk's); and, unless forced, it pays (tgm_hoist_pays). */
+static bool hoisting(const tg_model *m, const tg_tape *tape, const tg_unroll *u, int hoist)
+{
+    if (hoist == TGM_HOIST_NEVER || u->each_op || !m->n_hoists || m->n_reverse || u->steps < 2) return false;
+    if (hoist == TGM_HOIST_ALWAYS) return true;
+    return !tape->hook && tgm_hoist_pays(m, u->batch);
+}
+
+/* A non-finite value in a stack names the equation and the first step
+ * whose block (columns k B .. k B + B - 1) has it, as the step's own entry
+ * would have. */
+static tg_status stack_failed(const tg_model *m, tg_tape *tape, const tgm_hoist *h, int t0, int B)
+{
+    tg_ctx *ctx = m->ctx;
+    int len = tg_tape_length(tape);
+    tg_tensor *e = len ? tg_tape_at(tape, len - 1) : NULL;
+    int step = t0;
+    if (tg_status_last(ctx) == TG_ERR_NONFINITE && e && e->op == h->prod.op) {
+        int first = e->cols;
+        for (int r = 0; r < e->rows; r++)
+            for (int c = 0; c < first; c++)
+                if (!isfinite(e->val[(size_t)r * (size_t)e->cols + (size_t)c])) first = c;
+        step = t0 + first / B;
+        tg_tensor_set_label(e, h->prod.label, step + 1);
+        tg_tensor_set_source(e, m->file, h->prod.line, h->prod.col);
+        char what[TG_ERRMSG_LEN - 64];
+        tg_describe_entry(e, TG_DESCRIBE_VALUE, what, sizeof what);
+        tg_error(ctx, TG_ERR_NONFINITE, "non-finite value computed by %s", what);
+    }
+    return fail_at(m, &h->prod, step + 1);
+}
+
+/* The first pass of a chunk of K steps from t0: every step's inputs and
+ * what the hoisted products read of them (kept per step in
+ * keep[k * n_keep ..]), then the products of the chunk, each into its slot. */
+static tg_status hoist_chunk(const tg_model *m, tg_tape *tape, const tg_unroll *u, tg_tensor **slots,
+                             tg_tensor **keep, int t0, int K)
+{
+    const int B = u->batch, nk = m->n_keep;
+    tg_status st;
+    for (int k = 0; k < K; k++) {
+        const int t = t0 + k;
+        if ((st = step_leaves(m, tape, u, slots, B, t, LEAVES_INPUTS))) return st;
+        if ((st = run(m, tape, m->pre, m->n_pre, slots, t, B))) return st;
+        for (int j = 0; j < nk; j++) keep[(size_t)k * nk + j] = slots[m->keep[j]];
+    }
+    for (int i = 0; i < m->n_hoists; i++) {
+        const tgm_hoist *h = &m->hoists[i];
+        const int p = (int)h->prod.attrs[0], q = (int)h->prod.attrs[1], n = p + q + K * p;
+        tg_tensor **in = tg_arena_alloc(&tape->arena, (size_t)n * sizeof *in);
+        if (!in) return TG_ERR_NOMEM;
+        for (int j = 0; j < p + q; j++) in[j] = slots[h->prod.in[j]];
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < p; j++) in[p + q + k * p + j] = keep[(size_t)k * nk + h->x_keep[j]];
+        const double attrs[TG_MAX_ATTRS] = {p, q, K};
+        tg_tensor *y = tg_record_checked(tape, h->prod.op, n, in, attrs, h->prod.rows, K * B);
+        if (!y) return stack_failed(m, tape, h, t0, B);
+        y->label = h->prod.label;
+        y->file = m->file;
+        y->line = h->prod.line;
+        y->column = h->prod.col;
+        slots[h->slot] = y;
+    }
+    return TG_OK;
+}
+
 tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
+{
+    return tgm_unroll(m, tape, u, TGM_HOIST_AUTO);
+}
+
+tg_status tgm_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u, int hoist)
 {
     if (!m) return TG_ERR_ARG;
     tg_ctx *ctx = m->ctx;
@@ -231,11 +326,26 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
     tg_tensor **slots = base;
     if (!m->n_reverse) {
         /* one table: each step overwrites the last one's slots */
+        const bool hoisted = hoisting(m, tape, u, hoist);
+        const int chunk = TGM_HOIST_CHUNK < K ? TGM_HOIST_CHUNK : K;
+        tg_tensor **keep = NULL;
+        int n_code = n_phase[0];
+        if (hoisted) {
+            if (!(keep = tg_arena_alloc(arena, (size_t)chunk * (size_t)m->n_keep * sizeof *keep + 1))) return TG_ERR_NOMEM;
+            step = m->step_hoisted;
+            n_code = m->n_step_hoisted;
+        }
         for (int i = 0; i < ns; i++) slots[m->vars[TG_ROLE_STATE][i].slot] = init[i];
-        for (int k = 0; k < K; k++) {
+        for (int k = 0, k0 = 0, len = 0; k < K; k++) {
             const int t = u->t0 + k;
-            if ((st = step_leaves(m, tape, u, slots, B, t))) return st;
-            if ((st = run(m, tape, step, n_phase[0], slots, t, B))) return st;
+            if (hoisted && k == k0 + len) { /* the next chunk's stacks, before its steps */
+                k0 = k;
+                len = K - k < chunk ? K - k : chunk;
+                if ((st = hoist_chunk(m, tape, u, slots, keep, t, len))) return st;
+            }
+            if ((st = step_leaves(m, tape, u, slots, B, t, hoisted ? LEAVES_REST : LEAVES_ALL))) return st;
+            for (int j = 0; hoisted && j < m->n_keep; j++) slots[m->keep[j]] = keep[(size_t)(k - k0) * m->n_keep + j];
+            if ((st = run_blocks(m, tape, step, n_code, slots, t, B, k - k0, len))) return st;
             for (int j = 0; j < no; j++) outs[(size_t)k * (size_t)no + (size_t)j] = slots[m->outputs[j].slot];
             if (with_loss && !m->loss_per_seq && (!m->loss_at_last || t == last)) {
                 if ((st = run(m, tape, loss_code, n_loss, slots, t, B))) return st;
@@ -250,7 +360,7 @@ tg_status tg_model_unroll(const tg_model *m, tg_tape *tape, tg_unroll *u)
 #define TABLE(k) (base + (size_t)(k) * (size_t)m->n_slots)
         for (int k = 0; k < K; k++) {
             tg_tensor **sl = TABLE(k);
-            if ((st = step_leaves(m, tape, u, sl, B, k))) return st;
+            if ((st = step_leaves(m, tape, u, sl, B, k, LEAVES_ALL))) return st;
             for (int i = 0; i < ns; i++) {
                 const tgm_var *v = &m->vars[TG_ROLE_STATE][i];
                 if (!v->reverse) sl[v->slot] = k ? TABLE(k - 1)[v->cur] : init[i];

@@ -15,6 +15,7 @@
  * sigmoid(layer_norm(..) + layer_norm(..) + b): then at least one term is
  * [m, n] and gives the shape.
  * Attributes: p, and the activation (0 none, 1 tanh, 2 sigmoid). */
+#include "affine.h"
 #include "gemm.h"
 
 enum { ACT_NONE, ACT_TANH, ACT_SIGMOID };
@@ -90,6 +91,8 @@ static void activate(tg_ctx *ctx, int act, tg_real *y, size_t n)
     parts = (int)((n + a.chunk - 1) / a.chunk);
     tg_parallel(ctx, parts, act_run, &a);
 }
+
+void tg_affine_activate(tg_ctx *ctx, int act, tg_real *y, size_t n) { activate(ctx, act, y, n); }
 
 static void affine_forward(tg_tensor *out)
 {

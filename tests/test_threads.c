@@ -287,7 +287,9 @@ MT_TEST(threads, gradcheck_of_products_with_two_threads, .timeout = 120)
     for (int i = 0; i < TG_OP_BUILTIN_COUNT; i++) {
         const tg_builtin_op *d = tg_builtin_at(i);
         /* the ops whose kernels go through ops/gemm.c */
-        if (strcmp(d->name, "matmul") != 0 && strcmp(d->name, "affine") != 0) continue;
+        if (strcmp(d->name, "matmul") != 0 && strcmp(d->name, "affine") != 0 &&
+            strcmp(d->name, "affine_block") != 0 && strcmp(d->name, "stack_affine") != 0)
+            continue;
         for (int ci = 0; ci < d->test.n_cases; ci++, checked++) failures += gradcheck_split(ctx, d, &d->test.cases[ci]);
         if (!strcmp(d->name, "matmul")) {
             static const int more[][3] = {{24, 10, 20}, {1, 12, 33}, {40, 6, 1}, {5, 7, 40}}; /* m, k, n */
@@ -297,7 +299,7 @@ MT_TEST(threads, gradcheck_of_products_with_two_threads, .timeout = 120)
             }
         }
     }
-    cr_expect(checked >= 8, "only %d cases checked: no matmul in the op table?", checked);
+    cr_expect(checked >= 15, "only %d cases checked: no matmul in the op table?", checked);
     cr_expect_eq(failures, 0, "%d cases failed", failures);
     tg_ctx_free(ctx);
 }
