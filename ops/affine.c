@@ -128,20 +128,24 @@ static size_t affine_backward_scratch(const tg_tensor *out)
     return (int)out->attr[1] == ACT_NONE ? 0 : tg_numel(out);
 }
 
-static void affine_backward(tg_tensor *out)
+const tg_real *tg_affine_da(tg_tensor *out)
 {
-    const int np = (int)out->attr[0], act = (int)out->attr[1], m = out->rows, n = out->cols;
+    const int act = (int)out->attr[1];
     const size_t len = tg_numel(out);
     const tg_real *restrict y = out->val, *restrict g = out->grad;
-    const tg_real *da = g;
-    if (act != ACT_NONE) {
-        tg_real *restrict d = out->scratch; /* lent by the sweep for this call */
-        if (act == ACT_TANH)
-            for (size_t j = 0; j < len; j++) d[j] = g[j] * (1 - y[j] * y[j]);
-        else
-            for (size_t j = 0; j < len; j++) d[j] = g[j] * y[j] * (1 - y[j]);
-        da = d;
-    }
+    if (act == ACT_NONE) return g;
+    tg_real *restrict d = out->scratch; /* lent by the sweep for this call */
+    if (act == ACT_TANH)
+        for (size_t j = 0; j < len; j++) d[j] = g[j] * (1 - y[j] * y[j]);
+    else
+        for (size_t j = 0; j < len; j++) d[j] = g[j] * y[j] * (1 - y[j]);
+    return d;
+}
+
+void tg_affine_backward_sum(tg_tensor *out, const tg_real *da, int n_in)
+{
+    const int np = (int)out->attr[0], m = out->rows, n = out->cols;
+    const size_t len = tg_numel(out);
     /* The parameters' parts (dA += da x^T, a bias's row sums) wait for the
      * sweep to add every step's at once (core/defer.c); what flows on into
      * the x's and the other terms is needed now. */
@@ -158,7 +162,7 @@ static void affine_backward(tg_tensor *out)
                 px[kp++] = out->in[2 * i + 1]->val;
             }
         if (!tg_defer_worth(ctx, m, n, cols)) kp = 0;
-        for (int i = 2 * np; kp && i < out->n_in && kb < DEFER_MAX; i++)
+        for (int i = 2 * np; kp && i < n_in && kb < DEFER_MAX; i++)
             if (tg_defer_wants(ctx, out->in[i]) && out->in[i]->cols == 1) pb[kb++] = out->in[i];
         if (!kp || !tg_mm_grad_a_deferred(out, da, kp, pa, px, kb, pb)) kp = kb = 0;
     }
@@ -167,7 +171,7 @@ static void affine_backward(tg_tensor *out)
         tg_real *ga = kp && tg_defer_wants(ctx, a) ? NULL : a->grad;
         if (ga || x->grad) tg_mm_backward(ctx, m, n, a->cols, a->val, x->val, da, ga, x->grad);
     }
-    for (int i = 2 * np; i < out->n_in; i++) {
+    for (int i = 2 * np; i < n_in; i++) {
         if (kb && tg_defer_wants(ctx, out->in[i]) && out->in[i]->cols == 1) { /* the first kb of these were taken */
             kb--;
             continue;
@@ -186,6 +190,8 @@ static void affine_backward(tg_tensor *out)
         }
     }
 }
+
+static void affine_backward(tg_tensor *out) { tg_affine_backward_sum(out, tg_affine_da(out), out->n_in); }
 
 const tg_builtin_op tg_op_affine = {
     .name = "affine",

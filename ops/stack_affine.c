@@ -388,10 +388,6 @@ static void block_forward(tg_tensor *out)
     tg_affine_activate(out->op->ctx, (int)out->attr[1], y, tg_numel(out));
 }
 
-/* At most DEFER_MAX products and biases of one entry are deferred, as in
- * affine.c (a cell has 1 or 2 once its U @ x is stacked). */
-#define DEFER_MAX 16
-
 static size_t block_backward_scratch(const tg_tensor *out)
 {
     return (int)out->attr[1] == ACT_NONE ? 0 : tg_numel(out);
@@ -399,18 +395,8 @@ static size_t block_backward_scratch(const tg_tensor *out)
 
 static void block_backward(tg_tensor *out)
 {
-    const int np = (int)out->attr[0], act = (int)out->attr[1], k = (int)out->attr[2], m = out->rows, n = out->cols;
-    const size_t len = tg_numel(out);
-    const tg_real *restrict y = out->val, *restrict g = out->grad;
-    const tg_real *da = g; /* contiguous, as the products' kernels read it */
-    if (act != ACT_NONE) {
-        tg_real *restrict d = out->scratch; /* lent by the sweep for this call */
-        if (act == ACT_TANH)
-            for (size_t j = 0; j < len; j++) d[j] = g[j] * (1 - y[j] * y[j]);
-        else
-            for (size_t j = 0; j < len; j++) d[j] = g[j] * y[j] * (1 - y[j]);
-        da = d;
-    }
+    const int k = (int)out->attr[2], m = out->rows, n = out->cols;
+    const tg_real *da = tg_affine_da(out); /* contiguous, as the products' kernels read it */
     tg_tensor *s = out->in[out->n_in - 1];
     if (s->grad) /* into the stack's gradient, where its one wide product reads it */
         for (int r = 0; r < m; r++) {
@@ -418,49 +404,8 @@ static void block_backward(tg_tensor *out)
             const tg_real *restrict dr = da + (size_t)r * n;
             for (int j = 0; j < n; j++) ds[j] += dr[j];
         }
-    /* W's part (dW += da h^T) and a bias's row sums wait for the sweep to add
-     * every step's at once (core/defer.c), as affine's do; what flows on into
-     * the x's and the other terms is needed now. */
-    tg_ctx *ctx = out->op->ctx;
-    int kp = 0, kb = 0; /* how many products and biases the sweep took */
-    if (ctx->defer && n <= ctx->defer->max_n && np <= DEFER_MAX) {
-        tg_tensor *pa[DEFER_MAX], *pb[DEFER_MAX];
-        const tg_real *px[DEFER_MAX];
-        size_t cols = 0;
-        for (int i = 0; i < np; i++)
-            if (tg_defer_wants(ctx, out->in[2 * i])) {
-                pa[kp] = out->in[2 * i];
-                cols += (size_t)pa[kp]->cols;
-                px[kp++] = out->in[2 * i + 1]->val;
-            }
-        if (!tg_defer_worth(ctx, m, n, cols)) kp = 0;
-        for (int i = 2 * np; kp && i < out->n_in - 1 && kb < DEFER_MAX; i++)
-            if (tg_defer_wants(ctx, out->in[i]) && out->in[i]->cols == 1) pb[kb++] = out->in[i];
-        if (!kp || !tg_mm_grad_a_deferred(out, da, kp, pa, px, kb, pb)) kp = kb = 0;
-    }
-    for (int i = 0; i < np; i++) {
-        tg_tensor *a = out->in[2 * i], *x = out->in[2 * i + 1];
-        tg_real *ga = kp && tg_defer_wants(ctx, a) ? NULL : a->grad;
-        if (ga || x->grad) tg_mm_backward(ctx, m, n, a->cols, a->val, x->val, da, ga, x->grad);
-    }
-    for (int i = 2 * np; i < out->n_in - 1; i++) {
-        if (kb && tg_defer_wants(ctx, out->in[i]) && out->in[i]->cols == 1) { /* the first kb of these were taken */
-            kb--;
-            continue;
-        }
-        tg_real *restrict dt = out->in[i]->grad;
-        if (!dt) continue;
-        if (out->in[i]->cols == n) {
-            for (size_t j = 0; j < len; j++) dt[j] += da[j];
-        } else {
-            for (int r = 0; r < m; r++) {
-                const tg_real *restrict dr = da + (size_t)r * n;
-                tg_real sum = 0;
-                for (int j = 0; j < n; j++) sum += dr[j];
-                dt[r] += sum;
-            }
-        }
-    }
+    /* the rest is affine's sum (W's part deferred as affine's is) */
+    tg_affine_backward_sum(out, da, out->n_in - 1);
 }
 
 const tg_builtin_op tg_op_affine_block = {
